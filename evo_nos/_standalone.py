@@ -1,13 +1,16 @@
-"""Helpers the generated update code calls.
+"""The optimizer machinery every rule runs on, free of evo_nos imports.
 
-This module imports only torch and the standard library: :mod:`evo_nos.export` copies
-it verbatim into every exported optimizer file.
+This module imports only torch and the standard library because
+:mod:`evo_nos.export` copies it verbatim into every exported optimizer file:
+:class:`evo_nos.optim.RuleOptimizer` and an exported optimizer run the very same
+``step``.  A concrete optimizer only supplies the rule's compiled ``_direction``
+function (see :mod:`evo_nos.kernels`) and the settings below.
 """
 import math
 
 import torch
 
-__all__ = ["_drop", "_decay_values"]
+__all__ = ["_drop", "_decay_values"]   # what generated direction code may call
 
 
 def _drop(x, p, rescale):
@@ -23,3 +26,133 @@ def _decay_values(t, T, cd_periods, rd_periods):
     cosine = 0.5 * (1.0 + math.cos(math.pi * 2.0 * cd_periods * tc / T))
     restart = 0.5 * (1.0 + math.cos(math.pi * ((rd_periods * tc) % T) / T))
     return linear, cosine, restart
+
+
+class _RuleOptimizerBase(torch.optim.Optimizer):
+    """``w <- w - lr * direction(g, w, m, v, r, t, T)``, torch.optim style.
+
+    Subclasses set ``_direction`` (the compiled rule), ``_averages`` (which running
+    averages the rule reads, a subset of ("m", "v", "r")), ``_betas`` (beta1, beta2,
+    beta3), ``_bias_correction`` and ``_needs_total_steps``.
+
+    Per step, for each parameter: g = grad (negated when ``maximize``, plus
+    ``weight_decay * w`` when set, as torch's SGD/Adam do); the averages are updated
+    first (m = beta1 m + (1 - beta1) g, likewise v with g² and r with g³) and bias
+    corrected when asked; the direction sees t = steps completed before this one.
+    State is allocated lazily and holds only what the rule reads, plus ``step``.
+    """
+
+    _direction = None
+    _averages = ()
+    _betas = (0.9, 0.999, 0.999)
+    _bias_correction = True
+    _needs_total_steps = False
+
+    def __init__(self, params, lr=1e-3, *, total_steps=None, weight_decay=0.0,
+                 maximize=False, foreach=None):
+        if not (isinstance(lr, (int, float)) or torch.is_tensor(lr)) or lr < 0.0:
+            raise ValueError(f"Invalid learning rate: {lr!r} (must be a number >= 0)")
+        if weight_decay < 0.0:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay!r} (must be >= 0)")
+        if total_steps is not None and (int(total_steps) != total_steps or total_steps < 1):
+            raise ValueError(f"Invalid total_steps: {total_steps!r} (must be an int >= 1)")
+        if self._needs_total_steps and total_steps is None:
+            raise ValueError(
+                "this rule uses a decay operand (ld, cd or rd), which needs the length of "
+                "training: pass total_steps=<number of optimizer steps you will take>"
+            )
+        defaults = dict(lr=lr, total_steps=total_steps, weight_decay=weight_decay,
+                        maximize=maximize, foreach=foreach)
+        super().__init__(params, defaults)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("total_steps", None)
+            group.setdefault("weight_decay", 0.0)
+            group.setdefault("maximize", False)
+            group.setdefault("foreach", None)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """Take one step; ``closure`` re-evaluates the model and returns the loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            if group["total_steps"] is None and self._needs_total_steps:
+                raise ValueError("total_steps is missing from a param group; this rule needs it")
+            grads = []
+            for p in params:
+                if p.grad.is_sparse:
+                    raise RuntimeError("rule optimizers do not support sparse gradients")
+                grads.append(p.grad)
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    for name in self._averages:
+                        state[name] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            foreach = group["foreach"]
+            if foreach is None:
+                foreach = all(p.device.type == "cuda" for p in params)
+            update = self._update_foreach if foreach else self._update_each
+            update(group, params, grads)
+        return loss
+
+    def _effective_grads(self, group, params, grads):
+        if group["maximize"]:
+            grads = [-g for g in grads]
+        if group["weight_decay"] != 0:
+            grads = [g.add(p, alpha=group["weight_decay"]) for g, p in zip(grads, params)]
+        return grads
+
+    def _corrected(self, name, avg, step):
+        if not self._bias_correction:
+            return avg
+        beta = self._betas["mvr".index(name)]
+        return avg / (1.0 - beta ** step)
+
+    def _update_each(self, group, params, grads):
+        lr, total = group["lr"], group["total_steps"]
+        for p, g in zip(params, self._effective_grads(group, params, grads)):
+            state = self.state[p]
+            state["step"] += 1
+            step = state["step"]
+            avgs = {}
+            for name in self._averages:
+                beta = self._betas["mvr".index(name)]
+                power = {"m": g, "v": g * g, "r": g * g * g}[name]
+                state[name].lerp_(power, 1.0 - beta)
+                avgs[name] = self._corrected(name, state[name], step)
+            d = self._direction(g, p, avgs.get("m"), avgs.get("v"), avgs.get("r"), step - 1, total)
+            p.add_(d, alpha=-lr)
+
+    def _update_foreach(self, group, params, grads):
+        lr, total = group["lr"], group["total_steps"]
+        grads = self._effective_grads(group, params, grads)
+        steps = []
+        for p in params:
+            self.state[p]["step"] += 1
+            steps.append(self.state[p]["step"])
+        avgs = {}
+        for name in self._averages:
+            beta = self._betas["mvr".index(name)]
+            buffers = [self.state[p][name] for p in params]
+            if name == "m":
+                powers = grads
+            elif name == "v":
+                powers = torch._foreach_mul(grads, grads)
+            else:
+                powers = torch._foreach_mul(torch._foreach_mul(grads, grads), grads)
+            torch._foreach_lerp_(buffers, powers, 1.0 - beta)
+            avgs[name] = [self._corrected(name, b, s) for b, s in zip(buffers, steps)]
+        directions = []
+        for i, (p, g) in enumerate(zip(params, grads)):
+            m, v, r = (avgs[k][i] if k in avgs else None for k in "mvr")
+            d = self._direction(g, p, m, v, r, steps[i] - 1, total)
+            directions.append(d if d.shape == p.shape else d.expand_as(p))
+        torch._foreach_add_(params, directions, alpha=-lr)

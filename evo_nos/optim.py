@@ -1,0 +1,44 @@
+"""RuleOptimizer: any Rule as a ``torch.optim.Optimizer``."""
+from __future__ import annotations
+
+from evo_nos._standalone import _RuleOptimizerBase
+from evo_nos.kernels import compile_direction
+from evo_nos.known import resolve
+from evo_nos.operators.primitives import RuleSettings
+from evo_nos.rules import Rule
+
+
+class RuleOptimizer(_RuleOptimizerBase):
+    """Runs ``rule`` as an optimizer: ``w <- w - lr * rule(g, m̂, v̂, ...)``.
+
+    Args:
+        params: parameters or param groups, as for any torch optimizer.
+        rule: a :class:`Rule`, a rule string (``"mul(exp(mul(sign_g, sign_m)), g)"``)
+            or a known name (``"powersign"``).
+        lr: learning rate.
+        total_steps: steps the training will take; required by rules with a decay
+            operand (ld, cd, rd).
+        weight_decay: L2 penalty added to the gradient (as torch's SGD and Adam).
+        settings: :class:`RuleSettings` (betas, bias correction, noise std, ...).
+        maximize: ascend instead of descend.
+        foreach: use the multi-tensor path (default: on CUDA).
+
+    The rule is compiled to a direction function once, here; ``step`` never
+    re-interprets it.
+    """
+
+    def __init__(self, params, rule: "Rule | str", lr: float = 1e-3, *, total_steps=None,
+                 weight_decay: float = 0.0, settings: RuleSettings | None = None,
+                 maximize: bool = False, foreach=None):
+        self.rule = resolve(rule)
+        self.settings = settings or RuleSettings()
+        self._direction = compile_direction(self.rule, self.settings)
+        self._averages = tuple(name for name in "mvr" if name in self.rule.needs)
+        self._betas = (self.settings.beta1, self.settings.beta2, self.settings.beta3)
+        self._bias_correction = self.settings.bias_correction
+        self._needs_total_steps = self.rule.uses_decay
+        super().__init__(params, lr, total_steps=total_steps, weight_decay=weight_decay,
+                         maximize=maximize, foreach=foreach)
+
+    def __repr__(self) -> str:
+        return f"RuleOptimizer({self.rule.canonical!r}, {self.rule.math})\n" + super().__repr__()
