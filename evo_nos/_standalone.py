@@ -19,6 +19,15 @@ def _drop(x, p, rescale):
     return kept / (1.0 - p) if rescale else kept
 
 
+def _flat(tensors, fresh=False):
+    """The tensors' entries one after another, as one 1-D tensor (a new one when
+    ``fresh``; otherwise a view when there is a single contiguous tensor)."""
+    if len(tensors) == 1:
+        flat = tensors[0].reshape(-1)
+        return flat.clone() if fresh and flat.data_ptr() == tensors[0].data_ptr() else flat
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
 def _decay_values(t, T, cd_periods, rd_periods):
     """Linear, cosine and restart decays at step t of T (t clamped to [0, T])."""
     tc = min(max(t, 0), T)
@@ -33,7 +42,7 @@ class _RuleOptimizerBase(torch.optim.Optimizer):
 
     Subclasses set ``_direction`` (the compiled rule), ``_averages`` (which running
     averages the rule reads, a subset of ("m", "v", "r")), ``_betas`` (beta1, beta2,
-    beta3), ``_bias_correction`` and ``_needs_total_steps``.
+    beta3), ``_bias_correction``, ``_needs_total_steps`` and ``_reads_weights``.
 
     Per step, for each parameter: g = grad (negated when ``maximize``, plus
     ``weight_decay * w`` when set, as torch's SGD/Adam do); the averages are updated
@@ -47,6 +56,7 @@ class _RuleOptimizerBase(torch.optim.Optimizer):
     _betas = (0.9, 0.999, 0.999)
     _bias_correction = True
     _needs_total_steps = False
+    _reads_weights = True      # whether the direction reads w (False saves a copy per step)
 
     def __init__(self, params, lr=1e-3, *, total_steps=None, weight_decay=0.0,
                  maximize=False, foreach=None):
@@ -117,7 +127,7 @@ class _RuleOptimizerBase(torch.optim.Optimizer):
         return avg / (1.0 - beta ** step)
 
     def _update_each(self, group, params, grads):
-        lr, total = group["lr"], group["total_steps"]
+        lr, total = float(group["lr"]), group["total_steps"]
         for p, g in zip(params, self._effective_grads(group, params, grads)):
             state = self.state[p]
             state["step"] += 1
@@ -132,13 +142,20 @@ class _RuleOptimizerBase(torch.optim.Optimizer):
             p.add_(d, alpha=-lr)
 
     def _update_foreach(self, group, params, grads):
-        lr, total = group["lr"], group["total_steps"]
-        grads = self._effective_grads(group, params, grads)
+        """Multi-tensor path: the averages with ``torch._foreach_*``; the direction once
+        per batch of parameters sharing device, dtype and step, on their flattened
+        concatenation (one kernel per primitive instead of one per tensor); the update
+        with one ``_foreach_add_``.  Same arithmetic as ``_update_each`` element by
+        element; only random primitives draw their numbers in a different order."""
+        lr, total = float(group["lr"]), group["total_steps"]
+        if group["maximize"]:
+            grads = torch._foreach_neg(grads)
+        if group["weight_decay"] != 0:
+            grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
         steps = []
         for p in params:
             self.state[p]["step"] += 1
             steps.append(self.state[p]["step"])
-        avgs = {}
         for name in self._averages:
             beta = self._betas["mvr".index(name)]
             buffers = [self.state[p][name] for p in params]
@@ -149,10 +166,23 @@ class _RuleOptimizerBase(torch.optim.Optimizer):
             else:
                 powers = torch._foreach_mul(torch._foreach_mul(grads, grads), grads)
             torch._foreach_lerp_(buffers, powers, 1.0 - beta)
-            avgs[name] = [self._corrected(name, b, s) for b, s in zip(buffers, steps)]
-        directions = []
-        for i, (p, g) in enumerate(zip(params, grads)):
-            m, v, r = (avgs[k][i] if k in avgs else None for k in "mvr")
-            d = self._direction(g, p, m, v, r, steps[i] - 1, total)
-            directions.append(d if d.shape == p.shape else d.expand_as(p))
-        torch._foreach_add_(params, directions, alpha=-lr)
+        batches = {}
+        for i, p in enumerate(params):
+            batches.setdefault((p.device, p.dtype, steps[i]), []).append(i)
+        for (_, _, step), index in batches.items():
+            batch = [params[i] for i in index]
+            flat = {"g": _flat([grads[i] for i in index])}
+            for name in self._averages:
+                avg = _flat([self.state[p][name] for p in batch], fresh=True)
+                if self._bias_correction:
+                    avg.div_(1.0 - self._betas["mvr".index(name)] ** step)
+                flat[name] = avg
+            w = _flat(batch) if self._reads_weights else None
+            d = self._direction(flat["g"], w, flat.get("m"), flat.get("v"), flat.get("r"),
+                                step - 1, total)
+            if d.dim() == 0:
+                directions = [d.expand_as(p) for p in batch]
+            else:
+                directions = [c.view_as(p) for c, p in
+                              zip(d.split([p.numel() for p in batch]), batch)]
+            torch._foreach_add_(batch, directions, alpha=-lr)

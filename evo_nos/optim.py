@@ -37,6 +37,7 @@ class RuleOptimizer(_RuleOptimizerBase):
         self._betas = (self.settings.beta1, self.settings.beta2, self.settings.beta3)
         self._bias_correction = self.settings.bias_correction
         self._needs_total_steps = self.rule.uses_decay
+        self._reads_weights = "w" in self.rule.needs
         super().__init__(params, lr, total_steps=total_steps, weight_decay=weight_decay,
                          maximize=maximize, foreach=foreach)
 

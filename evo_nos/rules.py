@@ -140,8 +140,9 @@ class Rule:
             return template.format()
         children = [a._render(form) for a in self.args]
         if prim.kind == UNARY:
-            if form == "math" and prim.name == "neg" and self.args[0].primitive.prec < 9:
-                children[0] = f"({children[0]})"
+            if prim.name == "neg" and self.args[0].primitive.prec < 9:
+                open_, close = ("\\left(", "\\right)") if form == "latex" else ("(", ")")
+                children[0] = f"{open_}{children[0]}{close}"
             return template.format(*children)
         # binary: parenthesise binary children that bind more loosely than this node
         for i, arg in enumerate(self.args):

@@ -1,0 +1,360 @@
+"""Export a rule as a standalone optimizer: one ``.py`` file (torch + stdlib only) and a
+JSON spec beside it.
+
+The exported file is assembled from the very code :class:`evo_nos.optim.RuleOptimizer`
+runs, never from a second implementation:
+
+1. the text of :mod:`evo_nos._standalone` (``_RuleOptimizerBase`` with its ``step``,
+   and the helpers the generated code calls), copied verbatim minus its docstring;
+2. the rule's direction function from :func:`evo_nos.kernels.direction_source`, the
+   same source :func:`evo_nos.kernels.compile_direction` executes;
+3. a small subclass that only sets class attributes (the compiled direction, which
+   running averages it keeps, the betas, bias correction) and the constructor.
+
+Settings are baked in as constants, so the exported constructor is RuleOptimizer's
+minus ``rule`` and ``settings``.
+
+Command line::
+
+    python -m evo_nos.export --rule powersign --out PowerSign.py [--name PowerSign]
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import inspect
+import json
+import keyword
+import os
+import re
+import string
+import sys
+import tempfile
+from pathlib import Path
+
+from evo_nos import _standalone
+from evo_nos.kernels import direction_source
+from evo_nos.known import name_of, resolve
+from evo_nos.operators.primitives import RuleSettings
+from evo_nos.rules import Rule
+
+__all__ = ["export", "export_source", "export_spec", "default_class_name", "main"]
+
+SPEC_FORMAT = "evo_nos.export/1"
+_DIRECTION_NAME = "_rule_direction"
+
+# How the words of known names are capitalised in class names.
+_WORDS = {
+    "powersign": "PowerSign", "addsign": "AddSign", "signsgd": "SignSGD", "sgd": "SGD",
+    "rmsprop": "RMSProp", "adam": "Adam", "momentum": "Momentum", "nos": "Nos",
+}
+
+
+def _evo_nos_version() -> str:
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+        return version("evo_nos")
+    except (ImportError, PackageNotFoundError):  # running from a source tree
+        return "unknown"
+
+
+def default_class_name(rule: "Rule | str") -> str:
+    """``PowerSign`` for ``powersign``, ``AddSignLd`` for ``addsign-ld``, ``Nos4`` for
+    ``nos-4``; ``EvoNosRule`` for a rule without a known name."""
+    rule = resolve(rule)
+    name = name_of(rule)
+    if name is None:
+        return "EvoNosRule"
+    parts = []
+    for part in re.split(r"[-_]", name):
+        word, digits = re.fullmatch(r"([a-z]*)(\d*)", part).groups()
+        parts.append(_WORDS.get(word, word.capitalize()) + digits)
+    return "".join(parts)
+
+
+def _standalone_body() -> str:
+    """The text of evo_nos/_standalone.py without its module docstring."""
+    text = inspect.getsource(_standalone)
+    tree = ast.parse(text)
+    if tree.body and isinstance(tree.body[0], ast.Expr) and isinstance(
+            getattr(tree.body[0], "value", None), ast.Constant) and isinstance(
+            tree.body[0].value.value, str):
+        lines = text.splitlines(keepends=True)
+        text = "".join(lines[tree.body[0].end_lineno:])
+    return text.strip("\n") + "\n"
+
+
+def _reserved_names() -> set:
+    """Module-level names of the exported file a class name must not shadow."""
+    tree = ast.parse(inspect.getsource(_standalone))
+    names = {_DIRECTION_NAME, "__all__"}
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return names
+
+
+def _check_class_name(name: str) -> str:
+    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+        raise ValueError(f"class name {name!r} is not a valid Python identifier; "
+                         "pass e.g. --name MyOptimizer")
+    if name in _reserved_names():
+        raise ValueError(f"class name {name!r} clashes with a name the exported module "
+                         "already defines; choose another")
+    return name
+
+
+def _template_fields(template: str) -> set:
+    return {f for _, f, _, _ in string.Formatter().parse(template)
+            if f and not f.isdigit()}
+
+
+def _constants(rule: Rule, settings: RuleSettings) -> dict:
+    """The settings this rule actually reads (its betas, noise, epsilons, periods)."""
+    fields: set = set()
+    ops = {n.op for n in rule.nodes()}
+    for node in rule.nodes():
+        fields |= _template_fields(node.primitive.code)
+    for avg, beta in (("m", "beta1"), ("v", "beta2"), ("r", "beta3")):
+        if avg in rule.needs:
+            fields |= {beta, "bias_correction"}
+    if "cd" in ops:
+        fields.add("cd_periods")
+    if "rd" in ops:
+        fields.add("rd_periods")
+    values = settings.as_dict()
+    return {name: values[name] for name in sorted(fields)}
+
+
+def _state_keys(rule: Rule) -> list:
+    return ["step"] + [name for name in "mvr" if name in rule.needs]
+
+
+def _resolve(rule, settings, class_name):
+    rule = resolve(rule)
+    if settings is None:
+        settings = RuleSettings()
+    elif isinstance(settings, dict):
+        settings = RuleSettings.from_dict(settings)
+    elif not isinstance(settings, RuleSettings):
+        raise TypeError(f"settings must be a RuleSettings or a dict, got {type(settings).__name__}")
+    class_name = _check_class_name(class_name if class_name is not None
+                                   else default_class_name(rule))
+    return rule, settings, class_name
+
+
+def export_spec(rule: "Rule | str", *, class_name: str | None = None,
+                settings: "RuleSettings | dict | None" = None) -> dict:
+    """The JSON-able description written beside an exported file."""
+    rule, settings, class_name = _resolve(rule, settings, class_name)
+    return {
+        "format": SPEC_FORMAT,
+        "class_name": class_name,
+        "known_name": name_of(rule),
+        "rule": rule.canonical,
+        "math": rule.math,
+        "latex": rule.latex,
+        "update": f"w <- w - lr * {rule.math}",
+        "complexity": rule.complexity,
+        "needs": sorted(rule.needs),
+        "state": _state_keys(rule),
+        "requires_total_steps": rule.uses_decay,
+        "constants": _constants(rule, settings),
+        "settings": settings.as_dict(),
+        "defaults": {"lr": 1e-3, "total_steps": None, "weight_decay": 0.0,
+                     "maximize": False, "foreach": None},
+        "evo_nos_version": _evo_nos_version(),
+    }
+
+
+def _docstring(rule: Rule, settings: RuleSettings, class_name: str) -> str:
+    known = name_of(rule)
+    title = f"{class_name}: {rule.math}" + (f"  (evo_nos known rule {known!r})" if known else "")
+    constants = ", ".join(f"{k}={v!r}" for k, v in _constants(rule, settings).items()) or "none"
+    decay_note = ("required: this rule uses a decay\n        operand evaluated at t / total_steps"
+                  if rule.uses_decay else "unused by this rule")
+    lines = [
+        title,
+        "",
+        "Update, per parameter and step:",
+        "",
+        f"    w <- w - lr * {rule.math}",
+        "",
+        f"LaTeX: {rule.latex}",
+        "",
+        f"Rule (evo_nos canonical string): {rule.canonical}",
+        "",
+        f"Constants: {constants}.",
+        f"State per parameter: {', '.join(_state_keys(rule))}.",
+        "",
+        "Notation: g is the gradient (plus weight_decay * w when set); m̂, v̂, γ̂ are the",
+        "running averages of g, g², g³ (updated before the direction is computed, bias",
+        "corrected when bias_correction is on); t counts the steps taken before this one.",
+        "",
+        "Args:",
+        "    params: parameters or param groups, as for any torch optimizer.",
+        "    lr: learning rate.",
+        f"    total_steps: number of optimizer steps of the training; {decay_note}.",
+        "    weight_decay: L2 penalty added to the gradient (as torch's SGD and Adam).",
+        "    maximize: ascend instead of descend.",
+        "    foreach: use the multi-tensor path (default: on when all params are on CUDA).",
+        "",
+        f"Exported by evo_nos {_evo_nos_version()}; needs only torch.",
+    ]
+    return "\n".join(lines)
+
+
+def _indent(text: str, prefix: str) -> str:
+    return "\n".join(prefix + line if line else "" for line in text.splitlines())
+
+
+def export_source(rule: "Rule | str", *, class_name: str | None = None,
+                  settings: "RuleSettings | dict | None" = None) -> str:
+    """Python source of a standalone optimizer class for ``rule`` (torch + stdlib only)."""
+    rule, settings, class_name = _resolve(rule, settings, class_name)
+    doc = _docstring(rule, settings, class_name)
+    if '"""' in doc or doc.endswith("\\"):
+        raise ValueError("cannot embed this rule's forms in a docstring")  # never with our table
+    averages = tuple(name for name in "mvr" if name in rule.needs)
+    betas = (settings.beta1, settings.beta2, settings.beta3)
+    header = (
+        f'"""{class_name}: an optimizer exported by evo_nos {_evo_nos_version()}.\n\n'
+        f"    w <- w - lr * {rule.math}\n\n"
+        f"Rule: {rule.canonical}\n\n"
+        f"Usage: opt = {class_name}(model.parameters(), lr=...); needs only torch.\n"
+        f'"""\n'
+    )
+    header = header.replace("\\", "\\\\")  # the math form is plain text; keep it literal
+    class_src = "\n".join([
+        f"class {class_name}(_RuleOptimizerBase):",
+        _indent('r"""' + doc + '\n"""', "    "),
+        "",
+        f"    rule = {rule.canonical!r}",
+        f"    settings = {settings.as_dict()!r}",
+        f"    _direction = staticmethod({_DIRECTION_NAME})",
+        f"    _averages = {averages!r}",
+        f"    _betas = {betas!r}",
+        f"    _bias_correction = {settings.bias_correction!r}",
+        f"    _needs_total_steps = {rule.uses_decay!r}",
+        f"    _reads_weights = {'w' in rule.needs!r}",
+        "",
+        "    def __init__(self, params, lr=1e-3, *, total_steps=None, weight_decay=0.0,",
+        "                 maximize=False, foreach=None):",
+        "        super().__init__(params, lr, total_steps=total_steps, weight_decay=weight_decay,",
+        "                         maximize=maximize, foreach=foreach)",
+        "",
+        "    def __repr__(self):",
+        f"        return {(class_name + '(' + rule.math + ')')!r} + '\\n' + super().__repr__()",
+        "",
+    ])
+    parts = [
+        header,
+        "# ---- the optimizer machinery, copied verbatim from evo_nos/_standalone.py ----",
+        _standalone_body(),
+        "",
+        "# ---- the rule's update direction, generated from the evo_nos primitive table ----",
+        direction_source(rule, settings, name=_DIRECTION_NAME),
+        "",
+        class_src,
+        "",
+        f"__all__ = [{class_name!r}]",
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write then rename, so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def export(rule: "Rule | str", out_path: "str | os.PathLike", *, class_name: str | None = None,
+           settings: "RuleSettings | dict | None" = None) -> tuple[Path, Path]:
+    """Write ``out_path`` (the .py source) and the JSON spec beside it (same stem)."""
+    py_path = Path(out_path)
+    if py_path.suffix != ".py":
+        raise ValueError(f"the output must be a .py file, got {str(py_path)!r}")
+    json_path = py_path.with_suffix(".json")
+    source = export_source(rule, class_name=class_name, settings=settings)
+    spec = export_spec(rule, class_name=class_name, settings=settings)
+    spec["source_file"] = py_path.name
+    _write_atomic(py_path, source)
+    _write_atomic(json_path, json.dumps(spec, indent=2, ensure_ascii=False) + "\n")
+    return py_path, json_path
+
+
+# ---- command line ------------------------------------------------------------------------
+
+def _parse_setting(text: str) -> tuple[str, object]:
+    """``beta1=0.95`` -> ("beta1", 0.95), typed by the RuleSettings field."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--set expects KEY=VALUE, got {text!r}")
+    key, value = (s.strip() for s in text.split("=", 1))
+    fields = {f.name: f for f in dataclasses.fields(RuleSettings)}
+    if key not in fields:
+        raise argparse.ArgumentTypeError(f"unknown setting {key!r}; known: {sorted(fields)}")
+    default = getattr(RuleSettings(), key)
+    if isinstance(default, bool):
+        if value.lower() not in ("true", "false", "1", "0", "on", "off"):
+            raise argparse.ArgumentTypeError(f"{key} expects true or false, got {value!r}")
+        return key, value.lower() in ("true", "1", "on")
+    try:
+        return key, type(default)(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{key} expects a number, got {value!r}") from None
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m evo_nos.export",
+        description="Write a rule as a standalone torch optimizer (FILE.py) plus FILE.json.")
+    source = parser.add_argument_group("which rule")
+    source.add_argument("--rule", help="a rule string or a known name (e.g. powersign)")
+    parser.add_argument("--out", required=True, help="output .py file; the .json goes beside it")
+    parser.add_argument("--name", default=None,
+                        help="class name (default: from the known name, else EvoNosRule)")
+    parser.add_argument("--set", dest="settings", action="append", default=[],
+                        type=_parse_setting, metavar="KEY=VALUE",
+                        help="override a rule setting, e.g. --set bias_correction=false")
+    return parser
+
+
+def _rule_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Rule:
+    """The rule the command line names (other sources, e.g. a search run, plug in here)."""
+    if not args.rule:
+        parser.error("--rule is required")
+    try:
+        return resolve(args.rule)
+    except ValueError as err:
+        parser.error(str(err))
+
+
+def main(argv: "list[str] | None" = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    rule = _rule_from_args(args, parser)
+    try:
+        settings = RuleSettings(**dict(args.settings))
+        py_path, json_path = export(rule, args.out, class_name=args.name, settings=settings)
+    except ValueError as err:
+        parser.error(str(err))
+    print(f"wrote {py_path} and {json_path}: {rule.math}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
