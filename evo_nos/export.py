@@ -39,7 +39,8 @@ from evo_nos.known import name_of, resolve
 from evo_nos.operators.primitives import RuleSettings
 from evo_nos.rules import Rule
 
-__all__ = ["export", "export_source", "export_spec", "default_class_name", "main"]
+__all__ = ["export", "export_source", "export_spec", "default_class_name", "main",
+           "primitives_markdown", "known_rules_markdown"]
 
 SPEC_FORMAT = "evo_nos.export/1"
 _DIRECTION_NAME = "_rule_direction"
@@ -295,6 +296,50 @@ def export(rule: "Rule | str", out_path: "str | os.PathLike", *, class_name: str
     _write_atomic(py_path, source)
     _write_atomic(json_path, json.dumps(spec, indent=2, ensure_ascii=False) + "\n")
     return py_path, json_path
+
+
+# ---- documentation tables (docs/rules.md shows these; a test keeps them in sync) ----------
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+class _Setting:
+    """Stands for a setting in a code template (shown as its name, with or without !r)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+    __str__ = __repr__
+
+
+def primitives_markdown() -> str:
+    """The primitive table as a Markdown table (token, kind, math, code, reads, meaning)."""
+    from evo_nos.operators.primitives import PRIMITIVES
+
+    rows = ["| token | kind | math form | torch code | reads | meaning |",
+            "|---|---|---|---|---|---|"]
+    for prim in PRIMITIVES:
+        slots = ["x", "y"][:prim.arity]
+        math_form = prim.math.format(*slots)
+        code = prim.code.format(*slots, **{k: _Setting(k) for k in _template_fields(prim.code)})
+        reads = ", ".join(sorted(prim.needs)) or "–"
+        rows.append(f"| `{prim.name}` | {prim.kind} | {_cell(math_form)} | `{_cell(code)}` "
+                    f"| {reads} | {_cell(prim.doc)} |")
+    return "\n".join(rows) + "\n"
+
+
+def known_rules_markdown() -> str:
+    """The known rules as a Markdown table (name, canonical string, math form)."""
+    from evo_nos.known import KNOWN
+
+    rows = ["| name | canonical string | math form |", "|---|---|---|"]
+    for name, rule in KNOWN.items():
+        rows.append(f"| `{name}` | `{rule.canonical}` | {_cell(rule.math)} |")
+    return "\n".join(rows) + "\n"
 
 
 # ---- command line ------------------------------------------------------------------------

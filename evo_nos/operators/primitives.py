@@ -148,7 +148,7 @@ PRIMITIVES: tuple[Primitive, ...] = (
     _bin("div", "({0} / ({1} + {delta!r}))", "{0}/({1} + δ)", r"\frac{{{0}}}{{{1} + \delta}}",
          2, doc="x / (y + delta)"),
     _bin("pow", "torch.pow({0}, {1})", "{0}^{1}", "{{{0}}}^{{{1}}}", 3, doc="x^y"),
-    _bin("keep", "{0}", "{0}", "{0}", 9, doc="keep-left: x (y is computed and dropped)"),
+    _bin("keep", "{0}", "{0}", "{0}", 9, doc="keep-left: x (y is ignored)"),
 )
 
 BY_NAME: dict[str, Primitive] = {p.name: p for p in PRIMITIVES}
