@@ -1,0 +1,346 @@
+"""Image data for child training: load once, keep on the device, augment there.
+
+Three sources, chosen by a ``--data`` spec string:
+
+* ``cifar10`` -- torchvision's CIFAR-10, downloaded on first use into the data directory
+  (``$EVO_NOS_DATA``, else ``~/.cache/evo_nos``).  Offline, the error says to use
+  ``imagefolder:DIR`` with a local copy instead.
+* ``imagefolder:DIR`` -- ``DIR/train/<class>/*.jpg`` (torchvision's ImageFolder layout,
+  e.g. the unpacked CIFAR-10 JPEG copy).  Decoding tens of thousands of JPEGs takes
+  seconds, so the decoded images are cached as one uint8 tensor file in the data
+  directory, keyed by the folder, the number of images, their size and the subset seed:
+  the second load is a single ``torch.load``.
+* ``synthetic`` -- a seeded, learnable 10-class image set generated in memory (class
+  templates of low-frequency colour patterns, randomly shifted, plus pixel noise), for
+  tests and smoke runs.
+
+Only the *training* split of a source is ever read: :func:`load_images` draws a seeded
+subset of ``n_train + n_val`` images from it and splits that into train and a held-out
+validation part.  The test split is never used for fitness.
+
+:class:`DeviceData` holds the uint8 images on the training device.  Each batch is drawn
+from an on-device permutation, randomly translated (pad-and-crop) and flipped on the
+device, converted to float and normalised there, in ``channels_last`` layout: no
+DataLoader, no per-image Python in the hot loop.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+SYNTHETIC, CIFAR10, IMAGEFOLDER = "synthetic", "cifar10", "imagefolder"
+_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".gif", ".webp"}
+
+
+class DataError(RuntimeError):
+    """A data source that cannot be used; the message says what to do instead."""
+
+
+# ---------------------------------------------------------------------------------------
+# spec strings
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DataSpec:
+    kind: str               # synthetic | cifar10 | imagefolder
+    path: str | None = None  # the folder of an imagefolder source
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.path}" if self.path else self.kind
+
+
+def parse_data_spec(spec: str) -> DataSpec:
+    """``'cifar10'``, ``'synthetic'`` or ``'imagefolder:DIR'`` -> :class:`DataSpec`."""
+    text = str(spec).strip()
+    if text in (SYNTHETIC, CIFAR10):
+        return DataSpec(text)
+    if text.startswith(IMAGEFOLDER + ":"):
+        folder = text[len(IMAGEFOLDER) + 1:]
+        if not folder:
+            raise DataError("imagefolder needs a folder: --data imagefolder:DIR")
+        return DataSpec(IMAGEFOLDER, str(Path(folder).expanduser().resolve()))
+    raise DataError(
+        f"unknown data source {text!r}; use 'cifar10', 'synthetic' or 'imagefolder:DIR' "
+        "(DIR holds train/<class>/*.jpg)"
+    )
+
+
+def data_dir() -> Path:
+    """Where downloads and decoded-image caches live: ``$EVO_NOS_DATA`` or ~/.cache/evo_nos."""
+    return Path(os.environ.get("EVO_NOS_DATA", Path.home() / ".cache" / "evo_nos")).expanduser()
+
+
+# ---------------------------------------------------------------------------------------
+# loading (host side, uint8)
+# ---------------------------------------------------------------------------------------
+@dataclass
+class ImageSplits:
+    """Train and validation images as uint8 [N, 3, H, W] tensors with int64 labels."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    n_classes: int
+
+    @property
+    def image_size(self) -> int:
+        return int(self.train_x.shape[-1])
+
+
+def load_images(spec: str | DataSpec, *, n_train: int, n_val: int, image_size: int = 32,
+                seed: int = 0, n_classes: int = 10) -> ImageSplits:
+    """A seeded subset of a source's *training* images, split into train and validation.
+
+    ``seed`` fixes which images are used and how they are split; it belongs to the task,
+    not to a candidate, so every candidate is scored on the same data.  ``n_classes``
+    only applies to the synthetic source.
+    """
+    if n_train < 1 or n_val < 1:
+        raise ValueError(f"n_train and n_val must be >= 1, got {n_train}, {n_val}")
+    spec = parse_data_spec(spec) if isinstance(spec, str) else spec
+    total = n_train + n_val
+    if spec.kind == SYNTHETIC:
+        x, y = synthetic_images(total, image_size=image_size, n_classes=n_classes, seed=seed)
+        classes = n_classes
+    else:
+        x, y, classes = _subset_of_source(spec, total, image_size, seed)
+    # the cached subset is already in seeded random order: the first n_val are validation
+    return ImageSplits(train_x=x[n_val:].contiguous(), train_y=y[n_val:].contiguous(),
+                       val_x=x[:n_val].contiguous(), val_y=y[:n_val].contiguous(),
+                       n_classes=classes)
+
+
+def synthetic_images(n: int, *, image_size: int = 16, n_classes: int = 10,
+                     seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A learnable image classification set, generated from ``seed`` alone.
+
+    Each class has a template: a random 4x4 colour pattern upsampled to the image size.
+    An image is its class template, shifted by up to 2 pixels, scaled in contrast, plus
+    Gaussian pixel noise strong enough that a linear read-out of raw pixels is not
+    enough for a perfect score in one epoch, weak enough that a small ConvNet learns it.
+    """
+    gen = torch.Generator().manual_seed(10_007 + seed)
+    coarse = torch.randn(n_classes, 3, 4, 4, generator=gen)
+    templates = F.interpolate(coarse, size=(image_size, image_size), mode="bilinear",
+                              align_corners=False)
+    y = torch.randint(0, n_classes, (n,), generator=gen)
+    x = templates[y]
+    shifts = torch.randint(-2, 3, (n, 2), generator=gen)
+    for dy in range(-2, 3):  # 25 shift groups: vectorised per group
+        for dx in range(-2, 3):
+            sel = (shifts[:, 0] == dy) & (shifts[:, 1] == dx)
+            if sel.any():
+                x[sel] = torch.roll(x[sel], shifts=(dy, dx), dims=(2, 3))
+    contrast = 0.6 + 0.8 * torch.rand(n, 1, 1, 1, generator=gen)
+    noise = torch.randn(x.shape, generator=gen)
+    pixels = 128 + 45 * (contrast * x + 1.2 * noise)
+    return pixels.round().clamp(0, 255).to(torch.uint8), y
+
+
+def _subset_of_source(spec: DataSpec, total: int, image_size: int,
+                      seed: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    if spec.kind == CIFAR10:
+        return _cifar10_subset(total, image_size, seed)
+    return _imagefolder_subset(Path(spec.path), total, image_size, seed)
+
+
+def _choose(n_available: int, total: int, seed: int, source: str) -> torch.Tensor:
+    if total > n_available:
+        raise DataError(f"{source} has {n_available} training images, the task asks for "
+                        f"{total} (n_train + n_val): lower them")
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randperm(n_available, generator=gen)[:total]
+
+
+def _resize(x: torch.Tensor, image_size: int) -> torch.Tensor:
+    if x.shape[-1] == image_size and x.shape[-2] == image_size:
+        return x
+    out = F.interpolate(x.float(), size=(image_size, image_size), mode="bilinear",
+                        antialias=True, align_corners=False)
+    return out.round().clamp(0, 255).to(torch.uint8)
+
+
+def _cifar10_subset(total: int, image_size: int, seed: int):
+    try:
+        from torchvision.datasets import CIFAR10 as _Cifar10
+    except ImportError as err:  # pragma: no cover - torchvision is a dependency
+        raise DataError("torchvision is needed for --data cifar10") from err
+    root = data_dir() / "cifar10"
+    try:
+        dataset = _Cifar10(str(root), train=True, download=True)
+    except Exception as err:  # offline, blocked, corrupt: all end the same way
+        raise DataError(
+            f"could not download CIFAR-10 into {root} ({type(err).__name__}: {err}). "
+            "Offline? Use a local copy: --data imagefolder:DIR, where DIR/train holds "
+            "one folder of images per class (e.g. the unpacked cifar10-jpeg.tar)"
+        ) from err
+    index = _choose(len(dataset.data), total, seed, "CIFAR-10")
+    x = torch.from_numpy(dataset.data[index.numpy()]).permute(0, 3, 1, 2).contiguous()
+    y = torch.as_tensor(dataset.targets)[index]
+    return _resize(x, image_size), y, len(dataset.classes)
+
+
+def _list_imagefolder(train: Path) -> tuple[list[Path], list[int], list[str]]:
+    classes = sorted(p.name for p in train.iterdir() if p.is_dir())
+    if not classes:
+        raise DataError(f"{train} has no class folders (expected {train}/<class>/*.jpg)")
+    files, labels = [], []
+    for label, name in enumerate(classes):
+        found = sorted(p for p in (train / name).iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+        files += found
+        labels += [label] * len(found)
+    return files, labels, classes
+
+
+def _cache_file(folder: Path, total: int, image_size: int, seed: int) -> Path:
+    key = f"{folder}|train|{total}|{image_size}|{seed}"
+    digest = hashlib.sha1(key.encode()).hexdigest()[:16]
+    return data_dir() / "decoded" / f"{folder.name}-{total}-{image_size}px-{digest}.pt"
+
+
+def _imagefolder_subset(folder: Path, total: int, image_size: int, seed: int):
+    train = folder / "train"
+    if not train.is_dir():
+        raise DataError(f"{folder} has no train/ folder: imagefolder:DIR needs "
+                        "DIR/train/<class>/*.jpg")
+    cache = _cache_file(folder, total, image_size, seed)
+    if cache.exists():
+        saved = torch.load(cache, weights_only=True)
+        return saved["x"], saved["y"], int(saved["n_classes"])
+    files, labels, classes = _list_imagefolder(train)
+    index = _choose(len(files), total, seed, str(train)).tolist()
+    x = decode_images([files[i] for i in index], image_size)
+    y = torch.tensor([labels[i] for i in index], dtype=torch.int64)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp")  # workers may race: write, then rename
+    torch.save({"x": x, "y": y, "n_classes": len(classes)}, tmp)
+    os.replace(tmp, cache)
+    return x, y, len(classes)
+
+
+def decode_images(files: list[Path], image_size: int) -> torch.Tensor:
+    """Decode image files to one uint8 [N, 3, S, S] tensor (torchvision.io, ~0.1 ms each)."""
+    from torchvision.io import ImageReadMode, decode_image, read_file
+
+    out = torch.empty((len(files), 3, image_size, image_size), dtype=torch.uint8)
+    for i, path in enumerate(files):
+        img = decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
+        out[i] = _resize(img[None], image_size)[0]
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# on the device
+# ---------------------------------------------------------------------------------------
+class DeviceData:
+    """The splits on the training device, with on-device batching and augmentation.
+
+    Normalisation statistics (per-channel mean and std) come from the train part only.
+
+    Augmentation is one ``gather`` per batch: the train images are kept padded by
+    ``translate`` pixels (edge replication) in HWC layout, and a table holds, for each
+    of the ``(2·translate + 1)² × 2`` (shift, flip) combinations, the source pixel of
+    every output pixel.  Gathering with the table rows of the batch's draws crops,
+    translates and flips in one pass, and its HWC result *is* a ``channels_last``
+    NCHW tensor, so no layout copy follows.
+    """
+
+    def __init__(self, splits: ImageSplits, device: str | torch.device = "cpu", *,
+                 translate: int = 2, flip: bool = True, channels_last: bool = True):
+        self.device = torch.device(device)
+        self.translate, self.flip, self.channels_last = int(translate), bool(flip), channels_last
+        self.n_classes = splits.n_classes
+        self.image_size = size = splits.image_size
+        self.train_x = splits.train_x.to(self.device)
+        self.train_y = splits.train_y.to(self.device)
+        self.val_x = splits.val_x.to(self.device)
+        self.val_y = splits.val_y.to(self.device)
+        pixels = splits.train_x.float()
+        self.mean = pixels.mean(dim=(0, 2, 3)).view(1, 3, 1, 1).to(self.device)
+        self.std = pixels.std(dim=(0, 2, 3)).clamp_min(1.0).view(1, 3, 1, 1).to(self.device)
+        self._scale, self._shift = 1.0 / self.std, -self.mean / self.std
+        p = self.translate
+        padded = F.pad(self.train_x.float(), (p, p, p, p), mode="replicate") if p else \
+            self.train_x.float()
+        side = size + 2 * p
+        # [N, side*side, 3] uint8: HWC rows of the padded images
+        self._padded = padded.to(torch.uint8).permute(0, 2, 3, 1).reshape(-1, side * side, 3)
+        rows = torch.arange(size).view(-1, 1)
+        cols = torch.arange(size).view(1, -1)
+        table = []
+        for dy in range(2 * p + 1):
+            for dx in range(2 * p + 1):
+                for flipped in (False, True):
+                    c = (size - 1 - cols) if flipped else cols
+                    table.append(((rows + dy) * side + (c + dx)).reshape(-1))
+        self._table = torch.stack(table).to(self.device)   # [(2p+1)² · 2, size²]
+        self._n_codes = (2 * p + 1) ** 2
+
+    @property
+    def n_train(self) -> int:
+        return int(self.train_x.shape[0])
+
+    @property
+    def n_val(self) -> int:
+        return int(self.val_x.shape[0])
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        """Full batches per epoch (the last partial batch is dropped: fixed batch size)."""
+        steps = self.n_train // batch_size
+        if steps < 1:
+            raise ValueError(f"batch_size {batch_size} exceeds the {self.n_train} train images")
+        return steps
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 NCHW (any layout) -> normalised float, channels_last when asked."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        # (x - mean) / std in one elementwise pass, which keeps the memory layout
+        return torch.addcmul(self._shift, x.float(), self._scale)
+
+    def epoch(self, batch_size: int, generator: torch.Generator, augment: bool = True):
+        """Yield ``(x, y)`` batches of one epoch in a random order drawn from ``generator``.
+
+        ``generator`` must live on the data's device; the permutation, the shifts and the
+        flips all come from it, so a seed fixes the whole data stream.
+        """
+        n = self.n_train
+        order = torch.randperm(n, generator=generator, device=self.device)
+        steps = self.steps_per_epoch(batch_size)
+        augment = augment and (self.translate > 0 or self.flip)
+        if augment:
+            shift = torch.randint(0, self._n_codes, (n,), generator=generator,
+                                  device=self.device)
+            flip = torch.randint(0, 2, (n,), generator=generator, device=self.device)
+            codes = shift * 2 + (flip if self.flip else 0)
+        for s in range(steps):
+            idx = order[s * batch_size:(s + 1) * batch_size]
+            x = self.augmented(idx, codes[idx]) if augment else self.train_x[idx]
+            yield self.normalise(x), self.train_y[idx]
+
+    def augmented(self, idx: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """Images ``idx`` translated/flipped by ``codes`` (rows of the table), uint8
+        NCHW in channels_last layout."""
+        size = self.image_size
+        where = self._table[codes].unsqueeze(2).expand(-1, -1, 3)
+        hwc = torch.gather(self._padded[idx], 1, where)       # [B, size², 3]
+        return hwc.view(-1, size, size, 3).permute(0, 3, 1, 2)
+
+    def validation(self, batch_size: int = 1000):
+        """Yield normalised, unaugmented validation batches in a fixed order."""
+        for start in range(0, self.n_val, batch_size):
+            yield (self.normalise(self.val_x[start:start + batch_size]),
+                   self.val_y[start:start + batch_size])
+
+
+def timed_load(spec: str, **kwargs) -> tuple[ImageSplits, float]:
+    """:func:`load_images` and the seconds it took (for logs and benchmarks)."""
+    start = time.perf_counter()
+    splits = load_images(spec, **kwargs)
+    return splits, time.perf_counter() - start

@@ -1,0 +1,127 @@
+"""Tasks: every number of the scoring protocol, as one frozen dataclass.
+
+A :class:`Task` is what a candidate rule is scored on: the data, the child network, the
+learning-rate grid and epochs, the screen.  Presets live in ``runs/<name>.toml`` (flat
+``key = value`` files, keys are the Task's fields):
+
+* ``smoke`` -- synthetic data, a second or two per candidate: CI and quick checks.
+* ``cpu``   -- a CIFAR-10 subset sized so one candidate takes 10-30 s on two CPU cores.
+* ``nos``   -- the paper's protocol on full CIFAR-10 (45k/5k), for a GPU.
+
+``load_task("cpu", data="imagefolder:/data/cifar10")`` loads a preset by name (or a
+``.toml`` path) and applies overrides; unknown keys are refused with the list of valid
+ones.  ``Task`` crosses process boundaries as-is (it is a plain picklable dataclass).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+try:  # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+import evo_nos
+
+PAPER_LRS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str = "custom"
+    # -- data -------------------------------------------------------------------------
+    data: str = "synthetic"          # cifar10 | imagefolder:DIR | synthetic
+    n_train: int = 45_000            # training images (from the source's train split)
+    n_val: int = 5_000               # held-out validation images (same split, disjoint)
+    image_size: int = 32             # images are resized to image_size x image_size
+    n_classes: int = 10              # synthetic data only; real sources bring their own
+    data_seed: int = 0               # which images, and the train/validation split
+    translate: int = 2               # random translation by up to this many pixels
+    flip: bool = True                # random horizontal flips
+    # -- child network ----------------------------------------------------------------
+    width: int = 32                  # filters per convolution
+    head: str = "flatten"            # flatten | gap (see evo_nos.fitness.models)
+    channels_last: bool = True
+    # -- protocol -----------------------------------------------------------------------
+    lrs: tuple = PAPER_LRS           # the learning-rate grid of the sweep
+    sweep_epochs: float = 1.0        # epochs per learning rate in the sweep
+    final_epochs: float = 5.0        # epochs of the final run at the best learning rate
+    batch_size: int = 100
+    eval_batch_size: int = 1000
+    check_every: int = 1             # steps between non-finite loss checks (1: every step)
+    # -- screen ---------------------------------------------------------------------------
+    probe_steps: int = 32
+    probe_dim: int = 64
+    fingerprint_digits: int = 6      # significant digits kept when hashing probe outputs
+    # -- execution --------------------------------------------------------------------------
+    threads: int = 1                 # torch CPU threads per training (see backend docs)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lrs", tuple(float(lr) for lr in self.lrs))
+        if not self.lrs or any(not lr > 0 for lr in self.lrs):
+            raise ValueError(f"lrs must be a non-empty list of positive numbers, got {self.lrs}")
+        for name in ("n_train", "n_val", "batch_size", "eval_batch_size", "check_every",
+                     "probe_steps", "probe_dim", "width", "fingerprint_digits"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.sweep_epochs <= 0 or self.final_epochs <= 0:
+            raise ValueError("sweep_epochs and final_epochs must be > 0")
+        if self.batch_size > self.n_train:
+            raise ValueError(f"batch_size {self.batch_size} > n_train {self.n_train}")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0 (0: leave torch's default), got {self.threads}")
+
+    def as_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["lrs"] = list(self.lrs)
+        return out
+
+    def replace(self, **changes) -> "Task":
+        return dataclasses.replace(self, **_check_keys(changes))
+
+
+TASK_KEYS = tuple(f.name for f in dataclasses.fields(Task))
+
+
+def runs_dir() -> Path:
+    """The committed presets: ``runs/`` beside the package (evo_nos is installed editable)."""
+    return Path(evo_nos.__file__).resolve().parents[1] / "runs"
+
+
+def presets() -> list[str]:
+    return sorted(p.stem for p in runs_dir().glob("*.toml"))
+
+
+def _check_keys(values: dict, source: str = "task settings") -> dict:
+    unknown = sorted(set(values) - set(TASK_KEYS))
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in {source}; valid keys: {list(TASK_KEYS)}")
+    return values
+
+
+def load_task(name_or_path: str | Path = "smoke", **overrides) -> Task:
+    """A preset by name (``runs/<name>.toml``) or a TOML file path, with overrides.
+
+    Overrides whose value is None are ignored (so CLI options left unset change nothing).
+    """
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if text.endswith(".toml") or path.is_file():
+        if not path.is_file():
+            raise FileNotFoundError(f"task file {path} does not exist")
+        name = path.stem
+    else:
+        path = runs_dir() / f"{text}.toml"
+        if not path.is_file():
+            raise ValueError(f"unknown preset {text!r}; presets: {presets()} "
+                             f"(in {runs_dir()}), or give a path to a .toml file")
+        name = text
+    with open(path, "rb") as fh:
+        values = tomllib.load(fh)
+    _check_keys(values, str(path))
+    values.setdefault("name", name)
+    values.update(_check_keys({k: v for k, v in overrides.items() if v is not None},
+                              "overrides"))
+    return Task(**values)

@@ -1,0 +1,147 @@
+"""Train the child network with a rule and score it: the paper's protocol.
+
+:func:`train_run` trains one fresh child with one (rule, learning rate) for a number of
+epochs and returns its validation accuracy.  :func:`score_rule` runs the protocol:
+
+1. the sweep: ``sweep_epochs`` at every learning rate of the grid;
+2. the final run: ``final_epochs`` from scratch at the sweep's best learning rate
+   (ties go to the smaller learning rate); fitness = its validation accuracy.
+
+Every run of a candidate starts from the same initial weights, sees the same data
+order and augmentation, and the same noise inside the rule (all derived from the
+candidate's seed), so learning rates are compared on common random numbers.
+
+Divergence: a run whose loss turns non-finite stops at once (checked every
+``check_every`` steps; 1 = every step) and scores 0; weights and BN statistics are
+checked once more before the validation pass.  Status of the Evaluation:
+
+* ``ok``       -- at least one sweep learning rate trained without diverging and the
+  final run finished; learning rates that diverged keep their 0 in ``lr_scores``;
+* ``diverged`` -- every sweep learning rate diverged (no final run), or the final run
+  diverged; fitness 0.
+
+The optimizer is :class:`evo_nos.optim.RuleOptimizer`, which compiles the rule once;
+``total_steps`` is the length of each run (decay operands need it).
+"""
+from __future__ import annotations
+
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from evo_nos.fitness.data import DeviceData
+from evo_nos.fitness.evaluation import DIVERGED, OK, Evaluation
+from evo_nos.fitness.models import make_child
+from evo_nos.fitness.tasks import Task
+from evo_nos.known import resolve
+from evo_nos.optim import RuleOptimizer
+from evo_nos.rules import Rule
+
+
+@dataclass
+class RunResult:
+    lr: float
+    accuracy: float     # validation accuracy (0 when diverged)
+    diverged: bool
+    steps: int          # optimizer steps actually taken
+    seconds: float
+    reason: str = ""
+
+
+def run_steps(task: Task, data: DeviceData, epochs: float) -> int:
+    """Optimizer steps of a run of ``epochs`` epochs (fractional epochs allowed)."""
+    return max(1, int(round(epochs * data.steps_per_epoch(task.batch_size))))
+
+
+@contextmanager
+def torch_threads(n: int):
+    """Run with ``n`` intra-op CPU threads (0: leave torch's setting alone)."""
+    if n <= 0:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _all_finite(model: torch.nn.Module) -> bool:
+    tensors = list(model.parameters()) + [b for b in model.buffers() if b.is_floating_point()]
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
+
+
+@torch.no_grad()
+def validation_accuracy(model: torch.nn.Module, data: DeviceData, batch_size: int) -> float:
+    model.eval()
+    correct = torch.zeros((), dtype=torch.int64, device=data.device)
+    for x, y in data.validation(batch_size):
+        correct += (model(x).argmax(dim=1) == y).sum()
+    model.train()
+    return int(correct) / data.n_val
+
+
+def train_run(rule: Rule | str, lr: float, data: DeviceData, task: Task, *, seed: int,
+              epochs: float, settings=None) -> RunResult:
+    """Train a fresh child with ``rule`` at ``lr`` for ``epochs``; validation accuracy."""
+    start = time.perf_counter()
+    device = data.device
+    total = run_steps(task, data, epochs)
+    model = make_child(seed, image_size=data.image_size, n_classes=data.n_classes,
+                       width=task.width, head=task.head, device=device,
+                       channels_last=task.channels_last)
+    opt = RuleOptimizer(model.parameters(), rule, lr=lr, total_steps=total, settings=settings)
+    order = torch.Generator(device=device).manual_seed(seed)
+    steps, reason = 0, ""
+    # the rule's own randomness (ε, drop) draws from torch's global RNG: fork and seed it
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        while steps < total and not reason:
+            for x, y in data.epoch(task.batch_size, order):
+                loss = F.cross_entropy(model(x), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                steps += 1
+                if (steps % task.check_every == 0 or steps == total) and \
+                        not math.isfinite(loss.item()):
+                    reason = f"loss became non-finite at step {steps} (lr {lr:g})"
+                    break
+                if steps >= total:
+                    break
+    if not reason and not _all_finite(model):
+        reason = f"weights became non-finite within {steps} steps (lr {lr:g})"
+    accuracy = 0.0 if reason else validation_accuracy(model, data, task.eval_batch_size)
+    return RunResult(lr=lr, accuracy=accuracy, diverged=bool(reason), steps=steps,
+                     seconds=time.perf_counter() - start, reason=reason)
+
+
+def score_rule(rule: Rule | str, data: DeviceData, task: Task, *, seed: int,
+               settings=None) -> Evaluation:
+    """The paper's protocol for one rule: lr sweep, final run at the best lr."""
+    rule = resolve(rule)
+    start = time.perf_counter()
+    with torch_threads(task.threads):
+        sweep = [train_run(rule, lr, data, task, seed=seed, epochs=task.sweep_epochs,
+                           settings=settings) for lr in task.lrs]
+        steps = sum(r.steps for r in sweep)
+        lr_scores = {r.lr: r.accuracy for r in sweep}
+        usable = [r for r in sweep if not r.diverged]
+        if not usable:
+            return Evaluation(rule=rule.canonical, fitness=0.0, status=DIVERGED,
+                              lr_scores=lr_scores, steps=steps, trainings=1,
+                              seconds=time.perf_counter() - start,
+                              reason="every learning rate diverged: " + sweep[-1].reason)
+        best = max(usable, key=lambda r: r.accuracy)  # max keeps the first (smallest lr) tie
+        final = train_run(rule, best.lr, data, task, seed=seed, epochs=task.final_epochs,
+                          settings=settings)
+    steps += final.steps
+    return Evaluation(rule=rule.canonical, fitness=final.accuracy,
+                      status=DIVERGED if final.diverged else OK, best_lr=best.lr,
+                      lr_scores=lr_scores, steps=steps, trainings=1,
+                      seconds=time.perf_counter() - start, reason=final.reason)
