@@ -30,16 +30,34 @@ class RuleOptimizer(_RuleOptimizerBase):
     def __init__(self, params, rule: "Rule | str", lr: float = 1e-3, *, total_steps=None,
                  weight_decay: float = 0.0, settings: RuleSettings | None = None,
                  maximize: bool = False, foreach=None):
-        self.rule = resolve(rule)
-        self.settings = settings or RuleSettings()
-        self._direction = compile_direction(self.rule, self.settings)
-        self._averages = tuple(name for name in "mvr" if name in self.rule.needs)
-        self._betas = (self.settings.beta1, self.settings.beta2, self.settings.beta3)
-        self._bias_correction = self.settings.bias_correction
-        self._needs_total_steps = self.rule.uses_decay
-        self._reads_weights = "w" in self.rule.needs
+        self._configure(resolve(rule), settings or RuleSettings())
         super().__init__(params, lr, total_steps=total_steps, weight_decay=weight_decay,
                          maximize=maximize, foreach=foreach)
+
+    def _configure(self, rule: Rule, settings: RuleSettings) -> None:
+        self.rule = rule
+        self.settings = settings
+        self._direction = compile_direction(rule, settings)
+        self._averages = tuple(name for name in "mvr" if name in rule.needs)
+        self._betas = (settings.beta1, settings.beta2, settings.beta3)
+        self._bias_correction = settings.bias_correction
+        self._needs_total_steps = rule.uses_decay
+        self._reads_weights = "w" in rule.needs
+
+    # torch.optim.Optimizer pickles only defaults, state and param_groups; keep the rule
+    # (as its string: the compiled function cannot be pickled) so copies and pickles work.
+    def __getstate__(self):
+        state = super().__getstate__()
+        state["rule"] = self.rule.canonical
+        state["settings"] = self.settings.as_dict()
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        rule, settings = state.pop("rule", None), state.pop("settings", None)
+        super().__setstate__(state)
+        if rule is not None:
+            self._configure(Rule.parse(rule), RuleSettings.from_dict(settings or {}))
 
     def __repr__(self) -> str:
         return f"RuleOptimizer({self.rule.canonical!r}, {self.rule.math})\n" + super().__repr__()
