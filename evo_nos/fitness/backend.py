@@ -115,13 +115,14 @@ def clear_worker_data() -> None:
 def train_candidate(rule: str, seed: int, task: Task, device: str) -> dict:
     """Score one rule (runs in a joblib worker or in-process); returns Evaluation.to_dict().
 
-    A failure inside training (a bug, or a rule doing something torch refuses) does not
-    take the search down: it comes back ``diverged`` with the error as the reason.
+    A failure inside training (a rule doing something torch refuses) does not take the
+    search down: it comes back ``diverged`` with the error as the reason.  Data errors
+    (:class:`~evo_nos.fitness.data.DataError`) do raise: no candidate can be scored.
     """
     device = resolve_device(device)
+    data = worker_data(task, device)  # a missing dataset is the user's to fix: let it raise
     start = time.perf_counter()
     try:
-        data = worker_data(task, device)
         evaluation = score_rule(rule, data, task, seed=seed)
     except (RuntimeError, ValueError, ArithmeticError) as err:
         evaluation = Evaluation(rule=rule, fitness=0.0, status=DIVERGED, trainings=1,
