@@ -19,12 +19,15 @@ def _drop(x, p, rescale):
     return kept / (1.0 - p) if rescale else kept
 
 
-def _flat(tensors, fresh=False):
-    """The tensors' entries one after another, as one 1-D tensor (a new one when
-    ``fresh``; otherwise a view when there is a single contiguous tensor)."""
+# Tensors up to this size share one flat direction computation in the foreach path;
+# larger ones get their own (concatenating them costs more than it saves).
+_CONCAT_MAX_NUMEL = 1 << 16
+
+
+def _flat(tensors):
+    """One tensor as is, or several as one new 1-D tensor of their entries in order."""
     if len(tensors) == 1:
-        flat = tensors[0].reshape(-1)
-        return flat.clone() if fresh and flat.data_ptr() == tensors[0].data_ptr() else flat
+        return tensors[0]
     return torch.cat([t.reshape(-1) for t in tensors])
 
 
@@ -143,10 +146,11 @@ class _RuleOptimizerBase(torch.optim.Optimizer):
 
     def _update_foreach(self, group, params, grads):
         """Multi-tensor path: the averages with ``torch._foreach_*``; the direction once
-        per batch of parameters sharing device, dtype and step, on their flattened
-        concatenation (one kernel per primitive instead of one per tensor); the update
-        with one ``_foreach_add_``.  Same arithmetic as ``_update_each`` element by
-        element; only random primitives draw their numbers in a different order."""
+        per batch of small parameters sharing device, dtype and step, on their flattened
+        concatenation (one kernel per primitive instead of one per tensor; large tensors
+        get their own call); the update with one ``_foreach_add_``.  Same arithmetic as
+        ``_update_each`` element by element; only random primitives draw their numbers
+        in a different order."""
         lr, total = float(group["lr"]), group["total_steps"]
         if group["maximize"]:
             grads = torch._foreach_neg(grads)
@@ -168,19 +172,22 @@ class _RuleOptimizerBase(torch.optim.Optimizer):
             torch._foreach_lerp_(buffers, powers, 1.0 - beta)
         batches = {}
         for i, p in enumerate(params):
-            batches.setdefault((p.device, p.dtype, steps[i]), []).append(i)
-        for (_, _, step), index in batches.items():
+            alone = i if p.numel() > _CONCAT_MAX_NUMEL else -1
+            batches.setdefault((p.device, p.dtype, steps[i], alone), []).append(i)
+        for (_, _, step, _), index in batches.items():
             batch = [params[i] for i in index]
-            flat = {"g": _flat([grads[i] for i in index])}
+            g = _flat([grads[i] for i in index])
+            avgs = {}
             for name in self._averages:
-                avg = _flat([self.state[p][name] for p in batch], fresh=True)
+                avg = _flat([self.state[p][name] for p in batch])
                 if self._bias_correction:
-                    avg.div_(1.0 - self._betas["mvr".index(name)] ** step)
-                flat[name] = avg
+                    correction = 1.0 - self._betas["mvr".index(name)] ** step
+                    avg = avg.div_(correction) if len(batch) > 1 else avg / correction
+                avgs[name] = avg
             w = _flat(batch) if self._reads_weights else None
-            d = self._direction(flat["g"], w, flat.get("m"), flat.get("v"), flat.get("r"),
+            d = self._direction(g, w, avgs.get("m"), avgs.get("v"), avgs.get("r"),
                                 step - 1, total)
-            if d.dim() == 0:
+            if d.dim() == 0 or len(batch) == 1:
                 directions = [d.expand_as(p) for p in batch]
             else:
                 directions = [c.view_as(p) for c, p in

@@ -361,6 +361,27 @@ def test_foreach_and_per_tensor_paths_agree(rule):
     assert_same_params(runs[0], runs[1], atol=1e-6)
 
 
+@pytest.mark.parametrize("rule", ["adam", "powersign-cd", "add(m, w3)", "mul(2, r)", "neg(v)"])
+@pytest.mark.parametrize("bias_correction", [True, False])
+def test_foreach_handles_large_and_small_tensors_alike(rule, bias_correction):
+    # a tensor larger than the concatenation bound gets its own direction call
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(300, 300), (4, 3), (7,), (2, 2, 2)]
+    init = [torch.randn(s, generator=gen) for s in shapes]
+    grads = [[torch.randn(s, generator=gen) for s in shapes] for _ in range(4)]
+    runs = []
+    for foreach in (False, True):
+        ps = [torch.nn.Parameter(t.clone()) for t in init]
+        opt = RuleOptimizer(ps, rule, lr=0.01, total_steps=4, foreach=foreach,
+                            settings=RuleSettings(bias_correction=bias_correction))
+        for step in grads:
+            for p, g in zip(ps, step):
+                p.grad = g.clone()
+            opt.step()
+        runs.append([p.detach() for p in ps])
+    assert_same_params(runs[0], runs[1], atol=1e-7)
+
+
 def test_foreach_and_per_tensor_paths_agree_in_distribution_for_random_rules():
     # drop(g, 0.5): each path zeroes about half of 20000 entries, rescales the rest by 2
     for foreach in (False, True):
