@@ -367,6 +367,8 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m evo_nos.export",
         description="Write a rule as a standalone torch optimizer (FILE.py) plus FILE.json.")
+    # Other ways to name the rule (e.g. a search run's hall of fame) join this group and
+    # are resolved in _rule_from_args.
     source = parser.add_argument_group("which rule")
     source.add_argument("--rule", help="a rule string or a known name (e.g. powersign)")
     parser.add_argument("--out", required=True, help="output .py file; the .json goes beside it")

@@ -356,3 +356,15 @@ def test_cli_errors_name_the_problem(argv, message, tmp_path, capsys):
     assert info.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "x.py").exists()
+
+
+@pytest.mark.parametrize("name", list(KNOWN))
+def test_every_known_rule_exports_and_steps(name):
+    namespace = {"__name__": f"exported_{name.replace('-', '_')}"}
+    exec(compile(export_source(name), f"<export {name}>", "exec"), namespace)  # noqa: S102
+    cls = namespace[default_class_name(name)]
+    w = torch.nn.Parameter(torch.ones(3))
+    opt = cls([w], lr=0.1, total_steps=5)
+    w.grad = torch.tensor([1.0, -1.0, 0.5])
+    opt.step()
+    assert torch.isfinite(w).all() and opt.state[w]["step"] == 1
