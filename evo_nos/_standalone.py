@@ -63,9 +63,9 @@ class _RuleOptimizerBase(torch.optim.Optimizer):
 
     def __init__(self, params, lr=1e-3, *, total_steps=None, weight_decay=0.0,
                  maximize=False, foreach=None):
-        if not (isinstance(lr, (int, float)) or torch.is_tensor(lr)) or lr < 0.0:
+        if not (isinstance(lr, (int, float)) or torch.is_tensor(lr)) or not lr >= 0.0:
             raise ValueError(f"Invalid learning rate: {lr!r} (must be a number >= 0)")
-        if weight_decay < 0.0:
+        if not weight_decay >= 0.0:
             raise ValueError(f"Invalid weight_decay value: {weight_decay!r} (must be >= 0)")
         if total_steps is not None and (int(total_steps) != total_steps or total_steps < 1):
             raise ValueError(f"Invalid total_steps: {total_steps!r} (must be an int >= 1)")

@@ -239,6 +239,8 @@ def test_setstate_fills_flags_missing_from_old_state():
 
 @pytest.mark.parametrize("kwargs,match", [
     (dict(lr=-0.1), "Invalid learning rate"),
+    (dict(lr=float("nan")), "Invalid learning rate"),
+    (dict(lr="0.1"), "Invalid learning rate"),
     (dict(weight_decay=-1.0), "Invalid weight_decay"),
     (dict(total_steps=0), "Invalid total_steps"),
     (dict(total_steps=2.5), "Invalid total_steps"),
@@ -246,6 +248,14 @@ def test_setstate_fills_flags_missing_from_old_state():
 def test_bad_hyper_parameters_raise_value_error(kwargs, match):
     with pytest.raises(ValueError, match=match):
         RuleOptimizer([torch.nn.Parameter(torch.ones(1))], "sgd", **kwargs)
+
+
+def test_a_tensor_learning_rate_works():
+    w = torch.nn.Parameter(torch.tensor([1.0]))
+    opt = RuleOptimizer([w], "sgd", lr=torch.tensor(0.5))
+    w.grad = torch.tensor([1.0])
+    opt.step()
+    assert w.item() == 0.5
 
 
 def test_decay_rule_without_total_steps_says_what_to_pass():
