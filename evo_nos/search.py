@@ -1,0 +1,559 @@
+"""The search driver every strategy shares: loop, budget, hall of fame, checkpoints.
+
+::
+
+    strategy.ask(n) -> [Rule] -> backend.evaluate -> [Evaluation] -> strategy.tell
+                                        |
+          budget, hall of fame, MLflow metrics, checkpoint (every batch)
+
+Budget.  The budget counts child trainings actually run (``Evaluation.trainings``).
+Cache hits and screened-out (invalid) rules cost nothing but are counted and logged.
+A strategy that only proposes such free rules would loop for ever, so the search stops
+("stalled") after ``free_limit`` free evaluations in a row (default 1000).  An optional
+``time_limit`` (seconds, summed over resumes) stops it between batches.  A batch never
+asks for more rules than the budget has trainings left, so the budget is never exceeded.
+
+Checkpoints.  After every batch the whole state is pickled to
+``<checkpoint_dir>/checkpoint.pkl`` atomically (written to a temporary file, then
+``os.replace``): the strategy's state, the backend's (its fitness cache), the hall of
+fame, the python/numpy/torch RNG states, the counts, the MLflow run id and the full
+evaluation history.  A human-readable summary goes to ``run.json`` beside it.
+:meth:`Search.resume` continues exactly where the last checkpoint stopped: nothing
+scored is trained again, and with a serial backend the resumed search makes the same
+choices as an uninterrupted one with the same seed.
+
+Ctrl+C.  A ``KeyboardInterrupt`` (during a batch or between batches) rewrites the last
+complete checkpoint marked "interrupted" (the batch in flight is dropped: its state is
+inconsistent, and a training cut short cannot be kept), logs the hall of fame, marks
+the MLflow run KILLED and returns a result with ``status == "interrupted"``.  Metrics of
+a batch that was logged but not checkpointed are logged again, at the same steps, when
+it is re-run after a resume.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from evo_nos.fitness.evaluation import CACHED, DIVERGED, INVALID, OK, Evaluation
+from evo_nos.known import name_of
+from evo_nos.rules import Rule
+
+CHECKPOINT_FILE = "checkpoint.pkl"
+SUMMARY_FILE = "run.json"
+CHECKPOINT_VERSION = 1
+FINISHED, INTERRUPTED, TIME_LIMIT, STALLED, RUNNING = (
+    "finished", "interrupted", "time_limit", "stalled", "running")
+
+
+# -- hall of fame ------------------------------------------------------------------------
+@dataclass
+class _Entry:
+    evaluation: Evaluation
+    order: int          # when it was first seen (earlier wins ties)
+    complexity: int
+
+
+class HallOfFame:
+    """The ``size`` best distinct rules, and the best rule per complexity.
+
+    Distinct means a different functional fingerprint when the backend gives one (the
+    simpler rule represents its class), else a different structural key.  Only scored
+    evaluations count (status ok, or cached copies of them).  :meth:`pareto` is the
+    front PySR shows: by increasing complexity, each rule that beats every simpler one.
+    """
+
+    def __init__(self, size: int = 10):
+        if size < 1:
+            raise ValueError(f"hall_of_fame_size must be >= 1, got {size}")
+        self.size = size
+        self._top: dict[str, _Entry] = {}
+        self._by_complexity: dict[int, _Entry] = {}
+        self._seen = 0
+
+    @staticmethod
+    def _identity(evaluation: Evaluation, rule: Rule) -> str:
+        return evaluation.fingerprint or rule.key
+
+    def update(self, evaluation: Evaluation) -> bool:
+        """Consider one evaluation; True when the hall of fame changed."""
+        if evaluation.status not in (OK, CACHED) or not math.isfinite(evaluation.fitness):
+            return False
+        rule = Rule.parse(evaluation.rule)
+        entry = _Entry(evaluation, self._seen, rule.complexity)
+        self._seen += 1
+        changed = False
+        ident = self._identity(evaluation, rule)
+        old = self._top.get(ident)
+        if old is not None:
+            # the same behaviour again: the simpler (then fitter) rule represents it
+            if (entry.complexity, -evaluation.fitness) < (old.complexity, -old.evaluation.fitness):
+                self._top[ident] = entry
+                changed = True
+        elif len(self._top) < self.size:
+            self._top[ident] = entry
+            changed = True
+        else:
+            worst_ident, worst = min(self._top.items(), key=lambda kv: self._rank_key(kv[1]))
+            if self._rank_key(entry) > self._rank_key(worst):
+                del self._top[worst_ident]
+                self._top[ident] = entry
+                changed = True
+        best = self._by_complexity.get(entry.complexity)
+        if best is None or entry.evaluation.fitness > best.evaluation.fitness:
+            self._by_complexity[entry.complexity] = entry
+            changed = True
+        return changed
+
+    @staticmethod
+    def _rank_key(entry: _Entry):
+        # larger is better: higher fitness, then simpler, then earlier
+        return (entry.evaluation.fitness, -entry.complexity, -entry.order)
+
+    @property
+    def top(self) -> list[Evaluation]:
+        entries = sorted(self._top.values(), key=self._rank_key, reverse=True)
+        return [e.evaluation for e in entries]
+
+    @property
+    def best(self) -> Evaluation | None:
+        top = self.top
+        return top[0] if top else None
+
+    def pareto(self) -> list[Evaluation]:
+        front, best = [], -math.inf
+        for complexity in sorted(self._by_complexity):
+            entry = self._by_complexity[complexity]
+            if entry.evaluation.fitness > best:
+                front.append(entry.evaluation)
+                best = entry.evaluation.fitness
+        return front
+
+    def __len__(self) -> int:
+        return len(self._top)
+
+    # -- views ------------------------------------------------------------------------
+    @staticmethod
+    def row(evaluation: Evaluation, rank: int | None = None) -> dict:
+        rule = Rule.parse(evaluation.rule)
+        out = {} if rank is None else {"rank": rank}
+        out.update({
+            "rule": rule.canonical, "name": name_of(rule) or "", "math": rule.math,
+            "latex": rule.latex, "fitness": float(evaluation.fitness),
+            "best_lr": evaluation.best_lr, "complexity": rule.complexity,
+            "status": evaluation.status,
+        })
+        return out
+
+    def rows(self) -> list[dict]:
+        return [self.row(e, i + 1) for i, e in enumerate(self.top)]
+
+    def pareto_rows(self) -> list[dict]:
+        return [self.row(e) for e in self.pareto()]
+
+    def markdown(self) -> str:
+        def table(rows, columns):
+            lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+            for row in rows:
+                cells = []
+                for c in columns:
+                    value = row.get(c)
+                    if isinstance(value, float):
+                        value = f"{value:.4f}" if c == "fitness" else f"{value:g}"
+                    text = "" if value is None else str(value)
+                    cells.append(f"`{text}`" if c == "rule" else text.replace("|", "\\|"))
+                lines.append("| " + " | ".join(cells) + " |")
+            return "\n".join(lines)
+
+        columns = ["rank", "fitness", "rule", "math", "best_lr", "complexity", "name"]
+        front = ["complexity", "fitness", "rule", "math", "best_lr"]
+        return (f"## Hall of fame (top {self.size})\n\n{table(self.rows(), columns)}\n\n"
+                f"## Pareto front (best rule per complexity)\n\n"
+                f"{table(self.pareto_rows(), front)}\n")
+
+    def table_text(self, width: int = 60) -> str:
+        """A plain-text table for the terminal."""
+        lines = [f"{'#':>3}  {'fitness':>8}  {'lr':>7}  {'cx':>3}  rule"]
+        for row in self.rows():
+            lr = "" if row["best_lr"] is None else f"{row['best_lr']:g}"
+            rule = row["rule"] if len(row["rule"]) <= width else row["rule"][:width - 1] + "…"
+            name = f"  ({row['name']})" if row["name"] else ""
+            lines.append(f"{row['rank']:>3}  {row['fitness']:>8.4f}  {lr:>7}  "
+                         f"{row['complexity']:>3}  {rule}{name}")
+        return "\n".join(lines)
+
+    # -- checkpoints ------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        def dump(entries):
+            return {k: (e.evaluation.to_dict(), e.order, e.complexity) for k, e in entries.items()}
+
+        return {"size": self.size, "top": dump(self._top),
+                "by_complexity": dump(self._by_complexity), "seen": self._seen}
+
+    def load_state_dict(self, state: dict) -> None:
+        def load(entries):
+            return {k: _Entry(Evaluation.from_dict(ev), order, cx)
+                    for k, (ev, order, cx) in entries.items()}
+
+        self.size = state["size"]
+        self._top = load(state["top"])
+        self._by_complexity = load(state["by_complexity"])
+        self._seen = state["seen"]
+
+
+# -- RNG states ---------------------------------------------------------------------------
+def seed_everything(seed: int) -> None:
+    """Seed python's, numpy's and torch's global RNGs (the backend may use them)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_states() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(),
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_states(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# -- checkpoint files ---------------------------------------------------------------------
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """The state saved by a search: ``path`` is a checkpoint directory or file."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}: was the search started with "
+                                "this checkpoint directory?")
+    with open(path, "rb") as fh:
+        state = pickle.load(fh)
+    if state.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(f"{path} has checkpoint version {state.get('version')}, "
+                         f"this evo_nos reads version {CHECKPOINT_VERSION}")
+    return state
+
+
+@dataclass
+class SearchResult:
+    status: str                     # finished | interrupted | time_limit | stalled
+    trainings: int                  # child trainings charged
+    evaluations: int                # all candidates, free ones included
+    counts: dict
+    hall_of_fame: HallOfFame
+    history: list = field(repr=False)
+    run_id: str | None = None
+    checkpoint_dir: Path | None = None
+
+    @property
+    def best(self) -> Evaluation | None:
+        return self.hall_of_fame.best
+
+
+# -- the driver ---------------------------------------------------------------------------
+class Search:
+    """Runs ``strategy`` against ``backend`` until ``budget`` child trainings are spent.
+
+    ``config`` is plain data describing how the search was set up (seed, preset, the
+    command line's options); it is logged as MLflow params and saved in the checkpoint
+    so that a resume can rebuild the same strategy and backend.
+    """
+
+    def __init__(self, strategy, backend, *, budget: int, time_limit: float | None = None,
+                 batch_size: int = 1, hall_of_fame_size: int = 10,
+                 checkpoint_dir: str | Path | None = None, tracker=None, progress: bool = True,
+                 free_limit: int = 1000, run_name: str | None = None,
+                 config: dict | None = None, export_settings=None):
+        if budget < 1:
+            raise ValueError(f"budget must be >= 1 child training, got {budget}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if free_limit < 1:
+            raise ValueError(f"free_limit must be >= 1, got {free_limit}")
+        if time_limit is not None and time_limit <= 0:
+            raise ValueError(f"time_limit must be > 0 seconds, got {time_limit}")
+        self.strategy, self.backend = strategy, backend
+        self.budget, self.time_limit, self.batch_size = budget, time_limit, batch_size
+        self.free_limit = free_limit
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.tracker, self.progress = tracker, progress
+        self.run_name = run_name
+        self.config = dict(config or {})
+        self.export_settings = export_settings
+
+        self.hall_of_fame = HallOfFame(hall_of_fame_size)
+        self.history: list[dict] = []
+        self.trainings = 0
+        self.counts = {"evaluations": 0, OK: 0, CACHED: 0, INVALID: 0, DIVERGED: 0}
+        self.free_streak = 0
+        self.elapsed = 0.0          # seconds spent in run(), summed over resumes
+        self.run_id: str | None = None
+        self.status = RUNNING
+        self._resumed = False
+        self._rng_to_restore = None
+        self._last_payload: bytes | None = None
+        self._started = 0.0
+        self._elapsed_at_start = 0.0
+
+    # -- resume -----------------------------------------------------------------------
+    @classmethod
+    def resume(cls, checkpoint_dir: str | Path, strategy, backend, *, tracker=None,
+               progress: bool = True, budget: int | None = None,
+               time_limit: float | None = None) -> "Search":
+        """A search restored from ``checkpoint_dir``, ready to :meth:`run` on.
+
+        ``strategy`` and ``backend`` must be built as the original ones were (same
+        settings); their state is loaded from the checkpoint.  The budget is the
+        original one: MLflow params cannot change, so a larger search is a new search.
+        """
+        state = load_checkpoint(checkpoint_dir)
+        if strategy.name != state["strategy"]:
+            raise ValueError(f"the checkpoint is a {state['strategy']!r} search, not "
+                             f"{strategy.name!r}")
+        if budget is not None and budget != state["budget"]:
+            raise ValueError(f"this search's budget is {state['budget']}; a resumed search "
+                             "keeps it (start a new search for another budget)")
+        search = cls(strategy, backend, budget=state["budget"],
+                     time_limit=time_limit if time_limit is not None else state["time_limit"],
+                     batch_size=state["batch_size"],
+                     hall_of_fame_size=state["hall_of_fame"]["size"],
+                     checkpoint_dir=checkpoint_dir, tracker=tracker, progress=progress,
+                     free_limit=state["free_limit"], run_name=state["run_name"],
+                     config=state["config"], export_settings=state.get("export_settings"))
+        search._load(state)
+        return search
+
+    def _load(self, state: dict) -> None:
+        self.strategy.load_state_dict(state["strategy_state"])
+        self.backend.load_state_dict(state["backend_state"])
+        self.hall_of_fame.load_state_dict(state["hall_of_fame"])
+        set_rng_states(state["rng"])
+        self._rng_to_restore = state["rng"]
+        self.history = list(state["history"])
+        self.trainings = state["trainings"]
+        self.counts = dict(state["counts"])
+        self.free_streak = state["free_streak"]
+        self.elapsed = state["elapsed"]
+        self.run_id = state["run_id"]
+        self._resumed = True
+
+    # -- the loop -----------------------------------------------------------------------
+    def run(self) -> SearchResult:
+        self._started = time.perf_counter()
+        self._elapsed_at_start = self.elapsed
+        self.status = RUNNING
+        if self.checkpoint_dir is not None:
+            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        if self.tracker is not None:
+            if self._resumed and self.run_id:
+                self.tracker.resume(self.run_id)
+                set_rng_states(self._rng_to_restore)   # whatever the tracker drew, undo it
+            else:
+                self.run_id = self.tracker.start(run_name=self.run_name, params=self._params(),
+                                                 tags=self._tags())
+        self._last_payload = pickle.dumps(self._snapshot())
+        bar = self._progress_bar()
+        try:
+            while True:
+                reason = self._stop_reason()
+                if reason:
+                    break
+                self._batch()
+                self._update_bar(bar)
+                self._checkpoint()
+        except KeyboardInterrupt:
+            self._interrupted()
+            return self._result()
+        except BaseException:
+            if self.tracker is not None:
+                self.tracker.end("FAILED")
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        self.status = reason
+        self._checkpoint()
+        if self.tracker is not None:
+            self.tracker.finish(self._artifacts(), status="FINISHED")
+        return self._result()
+
+    def _stop_reason(self) -> str | None:
+        if self.trainings >= self.budget:
+            return FINISHED
+        if self.free_streak >= self.free_limit:
+            return STALLED
+        if self.time_limit is not None and self._now_elapsed() >= self.time_limit:
+            return TIME_LIMIT
+        return None
+
+    def _now_elapsed(self) -> float:
+        return self._elapsed_at_start + (time.perf_counter() - self._started)
+
+    def _batch(self) -> None:
+        n = min(self.batch_size, self.budget - self.trainings)
+        rules = self.strategy.ask(n)
+        evaluations = self.backend.evaluate(rules)
+        if len(evaluations) != len(rules):
+            raise RuntimeError(f"the backend returned {len(evaluations)} evaluations for "
+                               f"{len(rules)} rules")
+        self.strategy.tell(rules, evaluations)
+        metrics = []
+        elapsed = self._now_elapsed()
+        for evaluation in evaluations:
+            self.trainings += evaluation.trainings
+            self.counts["evaluations"] += 1
+            self.counts[evaluation.status] = self.counts.get(evaluation.status, 0) + 1
+            self.free_streak = 0 if evaluation.trainings else self.free_streak + 1
+            self.hall_of_fame.update(evaluation)
+            record = evaluation.to_dict()
+            record.update(index=len(self.history), step=self.trainings, elapsed=elapsed)
+            self.history.append(record)
+            if math.isfinite(evaluation.fitness):
+                metrics.append(("fitness", float(evaluation.fitness), self.trainings))
+        self.elapsed = elapsed
+        if self.tracker is not None:
+            best = self.hall_of_fame.best
+            minutes = max(elapsed, 1e-9) / 60.0
+            metrics += [
+                ("best_fitness", best.fitness if best else 0.0, self.trainings),
+                ("evaluations", self.counts["evaluations"], self.trainings),
+                ("cache_hits", self.counts[CACHED], self.trainings),
+                ("invalid", self.counts[INVALID], self.trainings),
+                ("diverged", self.counts[DIVERGED], self.trainings),
+                ("candidates_per_min", self.counts["evaluations"] / minutes, self.trainings),
+            ]
+            self.tracker.log_metrics(metrics)
+            if best is not None:
+                self.tracker.set_tags({"best_rule": best.rule,
+                                       "best_fitness": f"{best.fitness:.6g}"})
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def _snapshot(self) -> dict:
+        return {
+            "version": CHECKPOINT_VERSION, "status": self.status,
+            "strategy": self.strategy.name, "strategy_state": self.strategy.state_dict(),
+            "backend_state": self.backend.state_dict(),
+            "hall_of_fame": self.hall_of_fame.state_dict(), "rng": rng_states(),
+            "budget": self.budget, "time_limit": self.time_limit,
+            "batch_size": self.batch_size, "free_limit": self.free_limit,
+            "trainings": self.trainings, "counts": dict(self.counts),
+            "free_streak": self.free_streak, "elapsed": self.elapsed,
+            "history": list(self.history), "run_id": self.run_id, "run_name": self.run_name,
+            "config": self.config, "export_settings": self.export_settings,
+            "saved_at": time.time(),
+        }
+
+    def _checkpoint(self) -> None:
+        self._last_payload = pickle.dumps(self._snapshot())
+        self._write(self._last_payload)
+
+    def _write(self, payload: bytes) -> None:
+        if self.checkpoint_dir is None:
+            return
+        _atomic_write(self.checkpoint_dir / CHECKPOINT_FILE, payload)
+        best = self.hall_of_fame.best
+        summary = {
+            "run_id": self.run_id, "run_name": self.run_name, "status": self.status,
+            "strategy": self.strategy.name, "budget": self.budget, "trainings": self.trainings,
+            "counts": self.counts, "best_rule": best.rule if best else None,
+            "best_fitness": best.fitness if best else None, "config": self.config,
+            "saved_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        _atomic_write(self.checkpoint_dir / SUMMARY_FILE,
+                      json.dumps(summary, indent=2, default=str).encode())
+
+    def _interrupted(self) -> None:
+        """Go back to the last complete batch, save it marked interrupted, tell MLflow."""
+        state = pickle.loads(self._last_payload)
+        self.hall_of_fame.load_state_dict(state["hall_of_fame"])
+        self.history = state["history"]
+        self.trainings, self.counts = state["trainings"], state["counts"]
+        self.free_streak = state["free_streak"]
+        self.status = INTERRUPTED
+        state["status"] = INTERRUPTED
+        self._write(pickle.dumps(state))
+        if self.tracker is not None:
+            self.tracker.finish(self._artifacts(), status="KILLED", children=False)
+
+    # -- tracking -----------------------------------------------------------------------
+    def _params(self) -> dict:
+        params = {"strategy": self.strategy.name, "budget": self.budget,
+                  "batch_size": self.batch_size, "time_limit": self.time_limit,
+                  "hall_of_fame_size": self.hall_of_fame.size, "free_limit": self.free_limit}
+        for key, value in getattr(self.strategy, "settings", {}).items():
+            params[f"strategy.{key}"] = value
+        space = getattr(self.strategy, "space", None)
+        if space is not None:
+            for key, value in space.as_dict().items():
+                params[f"space.{key}"] = ",".join(value) if isinstance(value, list) else value
+        for key, value in self.backend.describe().items():
+            params[f"fitness.{key}"] = value
+        params.update(self.config)
+        return {k: v for k, v in params.items() if v is not None}
+
+    def _tags(self) -> dict:
+        tags = {"strategy": self.strategy.name}
+        if "preset" in self.config:
+            tags["preset"] = self.config["preset"]
+        return tags
+
+    def _artifacts(self) -> dict:
+        """What the tracker logs at the end of a search (plain data)."""
+        best_curve, best = [], -math.inf
+        for record in self.history:
+            if record["status"] in (OK, CACHED) and record["fitness"] > best:
+                best = record["fitness"]
+            best_curve.append((record["step"], best))
+        return {"hall_of_fame": self.hall_of_fame, "history": self.history,
+                "best_curve": best_curve, "status": self.status, "counts": self.counts,
+                "trainings": self.trainings, "budget": self.budget,
+                "export_settings": self.export_settings, "strategy": self.strategy.name}
+
+    # -- progress -------------------------------------------------------------------------
+    def _progress_bar(self):
+        if not self.progress:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=self.budget, initial=self.trainings, unit="training",
+                    desc=f"{self.strategy.name}", dynamic_ncols=True)
+
+    def _update_bar(self, bar) -> None:
+        if bar is None:
+            return
+        bar.n = self.trainings
+        best = self.hall_of_fame.best
+        if best is not None:
+            rule = best.rule if len(best.rule) <= 48 else best.rule[:47] + "…"
+            bar.set_postfix_str(f"best {best.fitness:.4f} {rule}", refresh=False)
+        bar.refresh()
+
+    def _result(self) -> SearchResult:
+        return SearchResult(self.status, self.trainings, self.counts["evaluations"],
+                            dict(self.counts), self.hall_of_fame, self.history, self.run_id,
+                            self.checkpoint_dir)

@@ -1,0 +1,248 @@
+"""The search driver: budget, hall of fame, checkpoints, interrupt and resume."""
+import json
+import math
+import pickle
+
+import pytest
+import torch
+
+from evo_nos.fitness.evaluation import Evaluation
+from evo_nos.fitness.standin import StandInBackend
+from evo_nos.operators.space import SearchSpace
+from evo_nos.rules import Rule
+from evo_nos.search import (
+    CHECKPOINT_FILE, SUMMARY_FILE, HallOfFame, Search, load_checkpoint, rng_states,
+    seed_everything, set_rng_states,
+)
+from evo_nos.strategies import make_strategy
+
+TARGET = "mul(exp(mul(sign_g, sign_m)), g)"
+
+
+def ev(rule, fitness, status="ok", fingerprint=None, lr_scores=None):
+    return Evaluation(rule=rule, fitness=fitness, status=status, fingerprint=fingerprint,
+                      trainings=int(status == "ok"), best_lr=0.1,
+                      lr_scores=lr_scores or {0.1: fitness})
+
+
+class CountingBackend:
+    """The stand-in backend, counting the trainings it really computes; it can raise
+    KeyboardInterrupt from inside ``evaluate`` (a real Ctrl+C lands the same way)."""
+
+    def __init__(self, target=TARGET, interrupt_on_call=None):
+        self.inner = StandInBackend(target)
+        self.trained = []
+        self.calls = 0
+        self.interrupt_on_call = interrupt_on_call
+
+    def evaluate(self, rules):
+        self.calls += 1
+        if self.calls == self.interrupt_on_call:
+            raise KeyboardInterrupt
+        out = self.inner.evaluate(rules)
+        self.trained += [e.rule for e in out if e.trainings]
+        return out
+
+    def state_dict(self):
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state):
+        self.inner.load_state_dict(state)
+
+    def describe(self):
+        return self.inner.describe()
+
+    @property
+    def stats(self):
+        return self.inner.stats
+
+
+def evo(seed=0):
+    return make_strategy("evo", SearchSpace(), seed, population=8, tournament=3)
+
+
+# -- hall of fame ---------------------------------------------------------------------------
+def test_hall_of_fame_keeps_the_k_best_distinct_rules_in_order():
+    hof = HallOfFame(size=3)
+    for rule, fitness in [("g", 0.5), ("m", 0.7), ("adam", 0.6), ("sign_g", 0.9), ("v", 0.1)]:
+        hof.update(ev(rule, fitness))
+    assert [e.rule for e in hof.top] == ["sign_g", "m", "adam"]
+    assert hof.best.rule == "sign_g"
+
+
+def test_hall_of_fame_ignores_failed_evaluations():
+    hof = HallOfFame()
+    assert not hof.update(ev("g", 0.0, status="invalid"))
+    assert not hof.update(ev("m", 0.3, status="diverged"))
+    assert not hof.update(ev("v", math.nan))
+    assert hof.top == []
+
+
+def test_behaviourally_equal_rules_are_one_entry_represented_by_the_simplest():
+    hof = HallOfFame()
+    hof.update(ev("mul(g, 1)", 0.8, fingerprint="F"))
+    hof.update(ev("g", 0.8, status="cached", fingerprint="F"))
+    hof.update(ev("keep(g, m)", 0.8, status="cached",
+                  fingerprint="F"))
+    assert [e.rule for e in hof.top] == ["g"]
+
+
+def test_equal_fitness_ranks_simpler_then_earlier_first():
+    hof = HallOfFame()
+    for rule in ["mul(g, m)", "add(g, m)", "g"]:
+        hof.update(ev(rule, 0.5))
+    assert [e.rule for e in hof.top] == ["g", "mul(g, m)", "add(g, m)"]
+
+
+def test_pareto_front_is_the_best_per_complexity_that_beats_all_simpler_rules():
+    hof = HallOfFame(size=2)
+    for rule, fitness in [("g", 0.5), ("exp(g)", 0.4), ("mul(g, m)", 0.7), ("add(g, m)", 0.6),
+                          ("mul(exp(m), g)", 0.65), ("mul(exp(mul(sign_g, sign_m)), g)", 0.9)]:
+        hof.update(ev(rule, fitness))
+    assert [(Rule.parse(e.rule).complexity, e.rule, e.fitness) for e in hof.pareto()] == [
+        (1, "g", 0.5), (3, "mul(g, m)", 0.7), (6, "mul(exp(mul(sign_g, sign_m)), g)", 0.9)]
+
+
+def test_hall_of_fame_views_and_state():
+    hof = HallOfFame(size=2)
+    hof.update(ev(TARGET, 0.9))
+    hof.update(ev("g", 0.5))
+    row = hof.rows()[0]
+    assert row == {"rank": 1, "rule": TARGET, "name": "powersign",
+                   "math": Rule.parse(TARGET).math, "latex": Rule.parse(TARGET).latex,
+                   "fitness": 0.9, "best_lr": 0.1, "complexity": 6, "status": "ok"}
+    assert f"`{TARGET}`" in hof.markdown() and "Pareto front" in hof.markdown()
+    assert "powersign" in hof.table_text()
+    copy = HallOfFame(size=9)
+    copy.load_state_dict(pickle.loads(pickle.dumps(hof.state_dict())))
+    assert copy.rows() == hof.rows() and copy.pareto_rows() == hof.pareto_rows()
+
+
+# -- budget ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("batch_size", [1, 7])
+def test_budget_is_child_trainings_and_never_exceeded(tmp_path, batch_size):
+    backend = CountingBackend()
+    result = Search(evo(), backend, budget=20, batch_size=batch_size, progress=False,
+                    checkpoint_dir=tmp_path).run()
+    assert result.status == "finished"
+    assert result.trainings == len(backend.trained) == 20
+    free = result.counts["cached"] + result.counts["invalid"]
+    assert result.evaluations == 20 + free == len(result.history)
+    assert result.history[-1]["step"] == 20
+    assert [r["step"] for r in result.history] == sorted(r["step"] for r in result.history)
+
+
+class RepeatStrategy:
+    """Proposes the same rule for ever: every evaluation after the first is a cache hit."""
+
+    name = "repeat"
+    settings: dict = {}
+
+    def ask(self, n):
+        return [Rule.parse("g")] * n
+
+    def tell(self, rules, evaluations):
+        pass
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+def test_a_strategy_proposing_only_free_rules_stops_as_stalled():
+    result = Search(RepeatStrategy(), CountingBackend(), budget=10, batch_size=1,
+                    free_limit=25, progress=False).run()
+    assert result.status == "stalled"
+    assert result.trainings == 1 and result.counts["cached"] == 25
+
+
+class SlowBackend(CountingBackend):
+    def evaluate(self, rules):
+        __import__("time").sleep(0.3)
+        return super().evaluate(rules)
+
+
+def test_time_limit_stops_between_batches():
+    result = Search(evo(), SlowBackend(), budget=1000, time_limit=0.2, progress=False).run()
+    # the first batch (0.3 s) ends past the limit: the search stops before the second
+    assert result.status == "time_limit" and result.evaluations == 1
+
+
+# -- checkpoints ------------------------------------------------------------------------------
+def test_checkpoint_holds_everything_needed_to_continue(tmp_path):
+    Search(evo(), CountingBackend(), budget=12, batch_size=3, progress=False,
+           checkpoint_dir=tmp_path, config={"seed": 0}).run()
+    state = load_checkpoint(tmp_path)
+    assert state["status"] == "finished" and state["trainings"] == 12
+    for key in ("strategy_state", "backend_state", "hall_of_fame", "rng", "history",
+                "counts", "run_id", "config", "budget"):
+        assert key in state
+    assert set(state["rng"]) >= {"python", "numpy", "torch"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [CHECKPOINT_FILE, SUMMARY_FILE]
+    summary = json.loads((tmp_path / SUMMARY_FILE).read_text())
+    assert summary["trainings"] == 12 and summary["best_rule"] == state["history"][
+        max(range(len(state["history"])), key=lambda i: state["history"][i]["fitness"])]["rule"]
+
+
+def test_rng_states_round_trip():
+    seed_everything(3)
+    state = rng_states()
+    a = (torch.rand(3), __import__("random").random(), __import__("numpy").random.rand())
+    set_rng_states(state)
+    b = (torch.rand(3), __import__("random").random(), __import__("numpy").random.rand())
+    assert torch.equal(a[0], b[0]) and a[1:] == b[1:]
+
+
+def _uninterrupted(budget, batch_size, seed=0):
+    backend = CountingBackend()
+    result = Search(evo(seed), backend, budget=budget, batch_size=batch_size,
+                    progress=False).run()
+    return result, backend
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_interrupt_then_resume_retrains_nothing_and_matches_an_uninterrupted_run(
+        tmp_path, batch_size):
+    budget = 30
+    reference, reference_backend = _uninterrupted(budget, batch_size)
+
+    first = CountingBackend(interrupt_on_call=6)          # Ctrl+C inside the 6th batch
+    interrupted = Search(evo(), first, budget=budget, batch_size=batch_size,
+                         progress=False, checkpoint_dir=tmp_path).run()
+    assert interrupted.status == "interrupted"
+    assert load_checkpoint(tmp_path)["status"] == "interrupted"
+    done_before = interrupted.trainings
+    assert done_before == len(first.trained) > 0
+
+    second = CountingBackend()
+    resumed = Search.resume(tmp_path, evo(), second, progress=False).run()
+    assert resumed.status == "finished" and resumed.trainings == budget
+    # nothing trained twice: the two processes together trained exactly the budget,
+    # and never the same rule twice
+    assert len(first.trained) + len(second.trained) == budget
+    assert not set(first.trained) & set(second.trained)
+    # and the search is the one an uninterrupted run makes
+    assert [r["rule"] for r in resumed.history] == [r["rule"] for r in reference.history]
+    assert resumed.hall_of_fame.rows() == reference.hall_of_fame.rows()
+    assert first.trained + second.trained == reference_backend.trained
+
+
+def test_resume_refuses_another_strategy_or_budget(tmp_path):
+    Search(evo(), CountingBackend(), budget=3, progress=False, checkpoint_dir=tmp_path).run()
+    with pytest.raises(ValueError, match="is a 'evo' search, not 'random'"):
+        Search.resume(tmp_path, make_strategy("random"), CountingBackend())
+    with pytest.raises(ValueError, match="keeps it"):
+        Search.resume(tmp_path, evo(), CountingBackend(), budget=5)
+
+
+def test_missing_checkpoint_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        load_checkpoint(tmp_path)
+
+
+def test_progress_bar_shows_the_best_rule(capsys):
+    Search(evo(), CountingBackend(), budget=5, progress=True).run()
+    err = capsys.readouterr().err
+    assert "evo" in err and "best" in err
