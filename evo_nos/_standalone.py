@@ -138,7 +138,7 @@ class _RuleOptimizerBase(torch.optim.Optimizer):
             avgs = {}
             for name in self._averages:
                 beta = self._betas["mvr".index(name)]
-                power = {"m": g, "v": g * g, "r": g * g * g}[name]
+                power = g if name == "m" else g * g if name == "v" else g * g * g
                 state[name].lerp_(power, 1.0 - beta)
                 avgs[name] = self._corrected(name, state[name], step)
             d = self._direction(g, p, avgs.get("m"), avgs.get("v"), avgs.get("r"), step - 1, total)
