@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -362,10 +361,3 @@ class DeviceData:
         for start in range(0, self.n_val, batch_size):
             yield (self.normalise(self.val_x[start:start + batch_size]),
                    self.val_y[start:start + batch_size])
-
-
-def timed_load(spec: str, **kwargs) -> tuple[ImageSplits, float]:
-    """:func:`load_images` and the seconds it took (for logs and benchmarks)."""
-    start = time.perf_counter()
-    splits = load_images(spec, **kwargs)
-    return splits, time.perf_counter() - start
