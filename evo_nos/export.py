@@ -17,6 +17,7 @@ minus ``rule`` and ``settings``.
 Command line::
 
     python -m evo_nos.export --rule powersign --out PowerSign.py [--name PowerSign]
+    python -m evo_nos.export --run RUN_ID [--rank K] --out Best.py   # from a search
 """
 from __future__ import annotations
 
@@ -371,6 +372,12 @@ def _build_parser() -> argparse.ArgumentParser:
     # are resolved in _rule_from_args.
     source = parser.add_argument_group("which rule")
     source.add_argument("--rule", help="a rule string or a known name (e.g. powersign)")
+    source.add_argument("--run", metavar="RUN_ID",
+                        help="an MLflow search run: export a rule of its hall of fame")
+    source.add_argument("--rank", type=int, default=1, metavar="K",
+                        help="with --run: the hall-of-fame rank to export (default 1, the best)")
+    source.add_argument("--tracking-uri", help="with --run: the MLflow store (default "
+                                               "$MLFLOW_TRACKING_URI, else ./mlflow.db)")
     parser.add_argument("--out", required=True, help="output .py file; the .json goes beside it")
     parser.add_argument("--name", default=None,
                         help="class name (default: from the known name, else EvoNosRule)")
@@ -382,8 +389,17 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _rule_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Rule:
     """The rule the command line names (other sources, e.g. a search run, plug in here)."""
+    if args.rule and args.run:
+        parser.error("give --rule or --run, not both")
+    if args.run:
+        from evo_nos.tracking import hall_of_fame_rule  # reads MLflow (only tracking does)
+
+        try:
+            return resolve(hall_of_fame_rule(args.run, args.rank, args.tracking_uri))
+        except ValueError as err:
+            parser.error(str(err))
     if not args.rule:
-        parser.error("--rule is required")
+        parser.error("--rule is required (or --run RUN_ID: a search run's hall of fame)")
     try:
         return resolve(args.rule)
     except ValueError as err:

@@ -64,3 +64,61 @@ def make_child(seed: int, *, image_size: int = 32, n_classes: int = 10, width: i
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
+
+
+# -- a larger network for the transfer check (evo_nos.transfer) ---------------------------
+class _BasicBlock(nn.Module):
+    """conv3x3 · BN · ReLU · conv3x3 · BN, plus the input (1x1 conv + BN when the shape
+    changes), then ReLU: the basic residual block."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c_out),
+        )
+        self.shortcut = nn.Identity() if stride == 1 and c_in == c_out else nn.Sequential(
+            nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.shortcut(x))
+
+
+class SmallResNet(nn.Module):
+    """A CIFAR-style ResNet: a 3x3 stem, three stages of basic blocks with widths
+    ``width · (1, 2, 4)`` (the last two halve the resolution), global average pooling and
+    a linear head.  ``blocks=(1, 1, 1)`` is an 8-layer ResNet (~78k parameters at width 16,
+    about 4x the child's compute per image); (3, 3, 3) is ResNet-20."""
+
+    def __init__(self, n_classes: int = 10, width: int = 16, blocks: tuple = (1, 1, 1)):
+        super().__init__()
+        if len(blocks) != 3 or min(blocks) < 1:
+            raise ValueError(f"blocks must be three counts >= 1, got {blocks!r}")
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        layers, c_in = [], width
+        for stage, count in enumerate(blocks):
+            c_out = width * 2 ** stage
+            for i in range(count):
+                layers.append(_BasicBlock(c_in, c_out, 2 if stage > 0 and i == 0 else 1))
+                c_in = c_out
+        self.stages = nn.Sequential(*layers)
+        self.classifier = nn.Linear(c_in, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.stages(self.stem(x)).mean(dim=(2, 3)))
+
+
+def make_resnet(seed: int, *, n_classes: int = 10, width: int = 16, blocks: tuple = (1, 1, 1),
+                device: str | torch.device = "cpu", channels_last: bool = True) -> SmallResNet:
+    """A freshly initialised :class:`SmallResNet`; same seed, same weights."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = SmallResNet(n_classes, width, tuple(blocks))
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
