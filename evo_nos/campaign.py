@@ -327,7 +327,7 @@ def plan_from_args(args: argparse.Namespace) -> CampaignPlan:
 def wants_campaign(argv: list[str]) -> bool:
     """True when a ``python -m evo_nos.run`` command line names several strategies or
     gives ``--seeds``: then it is a campaign."""
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--strategy", "--strategies", dest="strategy", nargs="+")
     pre.add_argument("--seeds", nargs="+")
     known, _ = pre.parse_known_args(argv)

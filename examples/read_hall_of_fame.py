@@ -1,0 +1,65 @@
+"""Read a search's results back from MLflow: runs, hall of fame, curves, the optimizer.
+
+::
+
+    python examples/read_hall_of_fame.py               # the newest search in evo_nos
+    python examples/read_hall_of_fame.py RUN_ID
+    EVO_NOS_EXPERIMENT=evo_nos_examples python examples/read_hall_of_fame.py
+
+Everything goes through ``evo_nos.tracking``'s readers, which return plain data
+(``RunRecord`` dataclasses, lists of dicts), so nothing here imports mlflow.  The store is
+``$MLFLOW_TRACKING_URI``, else ``mlflow.db`` in the working directory.
+"""
+import os
+import sys
+
+import torch
+
+from evo_nos.optim import RuleOptimizer
+from evo_nos.rules import Rule
+from evo_nos.tracking import load_hall_of_fame, load_search_runs, metric_history
+
+EXPERIMENT = os.environ.get("EVO_NOS_EXPERIMENT", "evo_nos")
+
+
+def main(argv: list[str]) -> None:
+    # 1. the searches of the experiment (parent runs; reports and references excluded)
+    runs = load_search_runs(EXPERIMENT)
+    print(f"{len(runs)} search run(s) in experiment {EXPERIMENT!r}:")
+    for run in runs:
+        print(f"  {run.run_id}  {run.tags.get('strategy', '?'):<7} seed {run.params.get('seed')}"
+              f"  preset {run.params.get('preset')}  {run.status:<9} "
+              f"best {run.tags.get('best_fitness', '-')}")
+    if not runs:
+        sys.exit("no searches yet: run python -m evo_nos.run (or examples/search_api.py)")
+    run_id = argv[0] if argv else runs[-1].run_id
+
+    # 2. its hall of fame: rank, rule, math form, fitness, best lr, complexity
+    rows = load_hall_of_fame(run_id)
+    print(f"\nhall of fame of {run_id}:")
+    for row in rows:
+        print(f"  #{row['rank']:<2} {row['fitness']:.4f}  lr {row.get('best_lr')!s:<6} "
+              f"{row['rule']}   = {row.get('math', '')}")
+
+    # 3. the best-fitness curve, stepped by child trainings (the budget's unit)
+    # (free candidates -- cache hits, invalid rules -- log again at the same step)
+    curve = {step: value for step, value, _ in metric_history(run_id, "best_fitness")}
+    print("\nbest fitness after child trainings: "
+          + ", ".join(f"{step}: {value:.3f}" for step, value in list(curve.items())[-8:]))
+
+    # 4. the best rule, as an optimizer again (no export needed inside evo_nos)
+    best = Rule.parse(rows[0]["rule"])
+    weights = torch.nn.Parameter(torch.tensor([2.0, -3.0, 0.5]))
+    opt = RuleOptimizer([weights], best, lr=0.01, total_steps=100)
+    start = (weights ** 2).sum().item()
+    for _ in range(100):
+        opt.zero_grad()
+        loss = (weights ** 2).sum()
+        loss.backward()
+        opt.step()
+    print(f"\n{best.math} minimising |w|²: {start:.4f} -> {(weights ** 2).sum().item():.4f}"
+          " after 100 steps")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
