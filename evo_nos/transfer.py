@@ -24,6 +24,7 @@ The table (one row per rule) is printed, written to ``--out`` (``transfer.md``,
     python -m evo_nos.transfer --run RUN_ID --top 3
     python -m evo_nos.transfer --run RUN_A RUN_B RUN_C --top 1 --preset cpu
     python -m evo_nos.transfer --run RUN_ID --quick          # seconds: smoke settings
+    python -m evo_nos.transfer --report DIR/comparison.json --top 1   # each strategy's winner
 """
 from __future__ import annotations
 
@@ -278,6 +279,23 @@ def candidates_from_runs(run_ids, top: int, tracking_uri: str | None = None) -> 
     return out
 
 
+def winners(report_file: str | Path) -> list:
+    """The run id of each strategy's best search in a compare report (comparison.json)."""
+    try:
+        runs = json.loads(Path(report_file).read_text())["runs"]
+    except (OSError, KeyError, json.JSONDecodeError) as err:
+        raise ValueError(f"{report_file} is not a compare report (comparison.json written "
+                         f"by python -m evo_nos.compare): {err}") from err
+    best: dict = {}
+    for run in runs:
+        fitness = run.get("best_fitness")
+        if fitness is None:
+            continue
+        if run["strategy"] not in best or fitness > best[run["strategy"]]["best_fitness"]:
+            best[run["strategy"]] = run
+    return [run["run_id"] for _, run in sorted(best.items())]
+
+
 def _search_data(run_ids, tracking_uri: str | None) -> str:
     """The data source the searches trained on (their --data, else their task's)."""
     from evo_nos.tracking import get_run
@@ -385,6 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", nargs="+", default=[], metavar="RUN_ID",
                    help="search runs whose hall of fame to check")
+    p.add_argument("--report", metavar="comparison.json",
+                   help="a compare report: check the best search of each strategy in it")
     p.add_argument("--top", type=int, default=3, metavar="K", help="rules per run (default 3)")
     p.add_argument("--rule", action="append", default=[],
                    help="another rule or known name to check (repeatable)")
@@ -419,6 +439,8 @@ def main(argv: list[str] | None = None) -> int:
     names = [] if refs.lower() in ("", "none") else [n.strip() for n in refs.split(",")
                                                      if n.strip()]
     try:
+        if args.report:
+            args.run = list(args.run) + [r for r in winners(args.report) if r not in args.run]
         candidates = candidates_from_runs(args.run, args.top, args.tracking_uri)
         candidates += [Candidate(name_of(resolve(r)) or r, resolve(r).canonical, "given")
                        for r in args.rule]

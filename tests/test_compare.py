@@ -313,3 +313,24 @@ def test_reference_scores_are_reused_and_only_missing_names_trained(tmp_path):
     assert more.scored == ["powersign"] and more.run_id != first.run_id
     assert list(more.scores) == ["sgd", "powersign"]
     assert other_seed.scored == ["sgd"]
+
+
+@pytest.mark.slow
+def test_a_tiny_campaign_on_the_smoke_preset_trains_end_to_end(tmp_path):
+    """The real backend (smoke preset: synthetic images, child trainings): two
+    strategies, seeds 0 and 1, 2 trainings each, two references, the report."""
+    uri = fresh_store(tmp_path / "store")
+    the_plan = CampaignPlan(strategies=("evo", "random"), seeds=(0, 1), preset="smoke",
+                            budget=2, references=("adam", "powersign"), tracking_uri=uri,
+                            experiment="smoke", out=tmp_path / "runs", progress=False,
+                            strategy_args={"population": 4, "tournament": 2})
+    result = run_campaign(the_plan, echo=quiet)
+    assert result.status == "finished"
+    assert [s.trainings for s in result.searches] == [2, 2, 2, 2]
+    for refs in result.references:
+        assert 0.1 < refs.fitness("adam") <= 1.0 and refs.scored == ["adam", "powersign"]
+    report = result.report
+    assert sorted(report.strategies) == ["evo", "random"] and report.preset == "smoke"
+    assert all(Path(report.files[k]).is_file() for k in ("best_vs_trainings", "best_vs_time",
+                                                         "markdown", "json"))
+    assert sorted(report.references) == ["adam", "powersign"]

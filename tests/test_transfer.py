@@ -113,3 +113,20 @@ def test_the_transfer_network_is_a_larger_resnet():
     assert all(torch.equal(a, b) for a, b in zip(net.parameters(), again.parameters()))
     with pytest.raises(ValueError, match="three counts"):
         SmallResNet(blocks=(1, 1))
+
+
+def test_a_compare_report_names_each_strategys_best_search(tmp_path):
+    import json
+
+    from evo_nos.transfer import winners
+
+    report = {"runs": [
+        {"run_id": "a", "strategy": "evo", "best_fitness": 0.5},
+        {"run_id": "b", "strategy": "evo", "best_fitness": 0.7},
+        {"run_id": "c", "strategy": "random", "best_fitness": 0.6},
+        {"run_id": "d", "strategy": "rl", "best_fitness": None}]}
+    path = tmp_path / "comparison.json"
+    path.write_text(json.dumps(report))
+    assert winners(path) == ["b", "c"]
+    with pytest.raises(ValueError, match="not a compare report"):
+        winners(tmp_path / "missing.json")
