@@ -227,3 +227,57 @@ class TokenGrammar:
         if any(name != "<pad>" for name in names[pos:]):
             raise ValueError(f"tokens after the end of the rule: {names}")
         return rule
+
+
+class TreeContext:
+    """Where in the tree the next token of each sample goes: its *parent* (the binary
+    whose slot is being written) and its *sibling* (for a right slot, the token that
+    opened the left slot's content: an operand or a binary).  Deep Symbolic Regression
+    feeds the same two tokens to its RNN; ``NONE`` (= ``n_tokens``) marks "no parent" /
+    "no left sibling".  Kept per sample in small Python stacks; call :meth:`write` with
+    each step's tokens (PAD, i.e. negative, for finished samples)."""
+
+    def __init__(self, grammar: TokenGrammar, n: int):
+        self.grammar = grammar
+        self.none = grammar.n_tokens
+        # per sample: stack of frames [binary token, slot index 0|1, left sibling token]
+        self.stacks: list[list[list[int]]] = [[] for _ in range(n)]
+
+    def current(self) -> tuple[torch.Tensor, torch.Tensor]:
+        parent, sibling = [], []
+        for stack in self.stacks:
+            if stack:
+                binary, slot, left = stack[-1]
+                parent.append(binary)
+                sibling.append(left if slot == 1 else self.none)
+            else:
+                parent.append(self.none)
+                sibling.append(self.none)
+        return torch.tensor(parent, dtype=torch.long), torch.tensor(sibling, dtype=torch.long)
+
+    def write(self, tokens) -> None:
+        kind = self.grammar.kind
+        for stack, token in zip(self.stacks, tokens.tolist() if torch.is_tensor(tokens) else tokens):
+            if token < 0 or kind[token] == UNARY:
+                continue                                 # finished, or a slot's unary
+            if stack and stack[-1][1] == 0:
+                stack[-1][2] = token                     # the left slot's content
+            if kind[token] == BINARY:
+                stack.append([token, 0, self.none])
+                continue
+            # an operand closes its slot, and with it every binary it completes
+            while stack:
+                if stack[-1][1] == 0:
+                    stack[-1][1] = 1
+                    break
+                stack.pop()
+
+    def replay(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Parent and sibling before every step of padded sequences, long [n, L] each."""
+        parents, siblings = [], []
+        for step in range(tokens.shape[1]):
+            p, s = self.current()
+            parents.append(p)
+            siblings.append(s)
+            self.write(tokens[:, step])
+        return torch.stack(parents, 1), torch.stack(siblings, 1)

@@ -15,6 +15,7 @@ from evo_nos.operators.space import SearchSpace
 STRATEGIES: dict[str, str] = {
     "evo": "evo_nos.strategies.evo:EvoStrategy",
     "random": "evo_nos.strategies.random:RandomStrategy",
+    "rl": "evo_nos.strategies.rl:RLStrategy",
 }
 
 
