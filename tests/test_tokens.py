@@ -131,3 +131,19 @@ def test_kinds_of_the_vocabulary_come_from_the_table():
     grammar = TokenGrammar(SearchSpace())
     assert {grammar.kind[grammar.index[p.name]] for p in PRIMITIVES if p.kind == UNARY} == {UNARY}
     assert grammar.kind[grammar.index["g"]] == OPERAND
+
+
+def test_tree_context_gives_each_step_its_parent_binary_and_left_sibling():
+    from evo_nos.operators.tokens import TreeContext
+
+    grammar = TokenGrammar(SearchSpace())
+    rule = Rule.parse("mul(exp(add(g, m)), g)")
+    tokens = torch.tensor([grammar.encode(rule)])
+    assert grammar.names(tokens[0].tolist()) == ["mul", "exp", "add", "id", "g", "id", "m", "id", "g"]
+    parents, siblings = TreeContext(grammar, 1).replay(tokens)
+    none = "<pad>"                                     # grammar.names shows "none" as <pad>
+    assert grammar.names(parents[0].tolist()) == [none, "mul", "mul", "add", "add", "add", "add",
+                                                  "mul", "mul"]
+    # the right slot of add sees g (its left content); the right slot of mul sees add
+    assert grammar.names(siblings[0].tolist()) == [none, none, none, none, none, "g", "g",
+                                                   "add", "add"]
