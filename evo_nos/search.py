@@ -316,6 +316,7 @@ class Search:
         self.status = RUNNING
         self._resumed = False
         self._rng_to_restore = None
+        self._tagged_best: str | None = None
         self._last_payload: bytes | None = None
         self._started = 0.0
         self._elapsed_at_start = 0.0
@@ -448,9 +449,10 @@ class Search:
                 ("candidates_per_min", self.counts["evaluations"] / minutes, self.trainings),
             ]
             self.tracker.log_metrics(metrics)
-            if best is not None:
+            if best is not None and best.rule != self._tagged_best:
                 self.tracker.set_tags({"best_rule": best.rule,
                                        "best_fitness": f"{best.fitness:.6g}"})
+                self._tagged_best = best.rule
 
     # -- checkpoints ----------------------------------------------------------------------
     def _snapshot(self) -> dict:
@@ -512,7 +514,7 @@ class Search:
             for key, value in space.as_dict().items():
                 params[f"space.{key}"] = ",".join(value) if isinstance(value, list) else value
         for key, value in self.backend.describe().items():
-            params[f"fitness.{key}"] = value
+            params[key] = value
         params.update(self.config)
         return {k: v for k, v in params.items() if v is not None}
 

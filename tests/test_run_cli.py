@@ -1,0 +1,131 @@
+"""``python -m evo_nos.run``: options, output, Ctrl+C and --resume."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from evo_nos import run as cli
+from evo_nos.search import load_checkpoint
+
+from mlflow_store import fresh_store
+
+STANDIN = "standin:mul(exp(mul(sign_g, sign_m)), g)"
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    uri = fresh_store(tmp_path / "store")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri
+
+
+def run_main(tmp_path, *args):
+    return cli.main(["--fitness", STANDIN, "--quiet", "--out", str(tmp_path / "runs"),
+                     *args])
+
+
+def parent_runs(uri):
+    client = MlflowClient(tracking_uri=uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(experiments,
+                              filter_string="tags.`mlflow.parentRunId` IS NULL",
+                              order_by=["attributes.start_time ASC"])
+
+
+def test_search_prints_the_hall_of_fame_and_how_to_open_mlflow(tmp_path, store, capsys):
+    assert run_main(tmp_path, "--budget", "8", "--seed", "3", "--population", "4",
+                    "--tournament", "2") == 0
+    out = capsys.readouterr().out
+    assert "evo search finished: 8 child trainings" in out
+    assert "#   fitness" in out and f"mlflow ui --backend-store-uri {store}" in out
+    (run,) = parent_runs(store)
+    assert run.data.params["strategy.population"] == "4" and run.data.params["seed"] == "3"
+    assert run.data.tags["best_rule"] in out
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert folder.name.startswith("evo-seed3-")
+    assert json.loads((folder / "run.json").read_text())["run_id"] == run.info.run_id
+
+
+def test_random_strategy_and_generic_settings(tmp_path, store, capsys):
+    assert run_main(tmp_path, "--strategy", "random", "--budget", "5",
+                    "--experiment", "other") == 0
+    (run,) = parent_runs(store)
+    assert run.data.tags["strategy"] == "random" and run.data.params["budget"] == "5"
+    with pytest.raises(SystemExit, match="'random' has no setting.*population"):
+        run_main(tmp_path, "--strategy", "random", "--budget", "5", "--set", "population=3")
+
+
+def test_space_options_bound_the_rules(tmp_path, store):
+    assert run_main(tmp_path, "--budget", "6", "--max-binary", "1", "--operands",
+                    "g,m,sign_g,sign_m", "--unaries", "id,exp") == 0
+    state = load_checkpoint(next((tmp_path / "runs").iterdir()))
+    assert state["config"]["space_args"]["max_binary"] == 1
+    for record in state["history"]:
+        assert record["rule"].count("(") <= 3
+
+
+def test_unknown_resume_target_is_named(tmp_path, store):
+    with pytest.raises(SystemExit, match="no searches to resume"):
+        run_main(tmp_path, "--resume", "last")
+
+
+def test_default_preset_is_cpu_without_a_gpu(monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert cli._default_preset() == "cpu"
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    assert cli._default_preset() == "nos"
+    assert cli.DEFAULT_BUDGETS["cpu"] <= 60
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_and_resume_finishes_the_same_search(tmp_path, store, capsys):
+    """A real SIGINT to a running search, then --resume: same run, budget reached,
+    nothing trained twice, and the same hall of fame as an uninterrupted search."""
+    budget = 200
+    out = tmp_path / "runs"
+    args = ["--fitness", STANDIN, "--budget", str(budget), "--seed", "5", "--quiet",
+            "--population", "10", "--tournament", "3", "--batch-size", "4"]
+    proc = subprocess.Popen([sys.executable, "-m", "evo_nos.run", *args, "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, MLFLOW_TRACKING_URI=store))
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        summaries = list(out.glob("*/run.json"))
+        if summaries:
+            try:
+                if json.loads(summaries[0].read_text())["trainings"] >= 20:
+                    break
+            except (ValueError, KeyError):
+                pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == cli.EXIT_INTERRUPTED, output
+    assert "interrupted; continue with: python -m evo_nos.run --resume" in output
+    assert "Traceback" not in output
+    (folder,) = out.iterdir()
+    stopped = load_checkpoint(folder)
+    assert stopped["status"] == "interrupted" and 20 <= stopped["trainings"] < budget
+    (run,) = parent_runs(store)
+    assert run.info.status == "KILLED"
+
+    assert cli.main(["--resume", "last", "--out", str(out), "--quiet"]) == 0
+    finished = load_checkpoint(folder)
+    assert finished["status"] == "finished" and finished["trainings"] == budget
+    (run,) = parent_runs(store)
+    assert run.info.status == "FINISHED" and run.info.run_id == stopped["run_id"]
+    trained = [r["rule"] for r in finished["history"] if r["trainings"]]
+    assert len(trained) == budget == len(set(trained))          # nothing trained twice
+
+    assert cli.main([*args, "--out", str(tmp_path / "reference")]) == 0
+    reference = load_checkpoint(next((tmp_path / "reference").iterdir()))
+    assert [r["rule"] for r in reference["history"]] == [r["rule"] for r in finished["history"]]
+    assert reference["hall_of_fame"]["top"].keys() == finished["hall_of_fame"]["top"].keys()
