@@ -37,6 +37,7 @@ import os
 import pickle
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -500,7 +501,11 @@ class Search:
         state["status"] = INTERRUPTED
         self._write(pickle.dumps(state))
         if self.tracker is not None:
-            self.tracker.finish(self._artifacts(), status="KILLED", children=False)
+            try:
+                self.tracker.finish(self._artifacts(), status="KILLED", children=False)
+            except Exception as err:   # the checkpoint is safe; MLflow may be mid-request
+                warnings.warn(f"could not log the interrupted search to MLflow ({err}); "
+                              "resume it to log everything")
 
     # -- tracking -----------------------------------------------------------------------
     def _params(self) -> dict:
