@@ -7,6 +7,7 @@ Examples::
     python -m evo_nos.run --preset cpu --data imagefolder:/data/cifar10 --budget 60 --n-jobs 2
     python -m evo_nos.run --fitness standin:powersign --budget 500     # no training: a demo
     python -m evo_nos.run --resume last                     # continue an interrupted search
+    python -m evo_nos.run --strategy evo rl random --seeds 0 1 2   # head-to-head (campaign)
 
 Strategies come from :data:`evo_nos.strategies.STRATEGIES` (``--strategy``); their
 settings are the ``--population``-style options below or ``--set KEY=VALUE``.  Each
@@ -61,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"child trainings to spend (default per preset: {DEFAULT_BUDGETS}, "
                         f"else {FALLBACK_BUDGET})")
     s.add_argument("--seed", type=int, help="seed of everything (default 0)")
+    s.add_argument("--seeds", type=int, nargs="+", metavar="S",
+                   help="several seeds and/or several --strategy names run a head-to-head "
+                        "campaign, then the references and the report (evo_nos.campaign)")
     s.add_argument("--time-limit", type=float, metavar="SECONDS",
                    help="stop between batches after this long (summed over resumes)")
     s.add_argument("--batch-size", type=int,
@@ -224,6 +228,11 @@ def find_checkpoint(out: Path, which: str) -> Path:
 
 # -- main ---------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
+    from evo_nos.campaign import main as campaign_main, wants_campaign
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if wants_campaign(argv):               # several strategies or --seeds: a head-to-head
+        return campaign_main(argv)
     args = build_parser().parse_args(argv)
     out = Path(args.out or DEFAULT_OUT)
 

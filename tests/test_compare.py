@@ -19,7 +19,7 @@ from evo_nos.tracking import Tracker, find_runs, list_artifacts, load_table
 from mlflow_store import fresh_store
 
 FITNESS = "standin:powersign"
-BUDGET = 12
+BUDGET = 10
 STRATEGIES = tuple(s for s in ("evo", "rl", "random") if s in strategy_names())
 SEEDS = (0, 1)
 
@@ -31,7 +31,7 @@ def quiet(*_):
 def plan(tmp: Path, uri: str, **changes) -> CampaignPlan:
     values = dict(strategies=STRATEGIES, seeds=SEEDS, fitness=FITNESS, budget=BUDGET,
                   tracking_uri=uri, experiment="h2h", out=tmp / "runs", progress=False,
-                  strategy_args={"population": 6, "tournament": 2},
+                  strategy_args={"population": 6, "tournament": 2}, hall_of_fame=3,
                   report_out=tmp / "report")
     values.update(changes)
     return CampaignPlan(**values)
@@ -159,6 +159,23 @@ def test_run_command_lines_with_several_strategies_or_seeds_are_campaigns():
     assert not wants_campaign([])
 
 
+def test_the_run_command_with_several_strategies_runs_a_campaign(tmp_path, capsys):
+    from evo_nos.run import main as run_main
+
+    uri = fresh_store(tmp_path / "store")
+    code = run_main(["--strategy", "evo", "random", "--seeds", "0", "--fitness", FITNESS,
+                     "--budget", "3", "--tracking-uri", uri, "--experiment", "cli",
+                     "--out", str(tmp_path / "runs"), "--quiet", "--references", "adam",
+                     "--hall-of-fame", "2"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "[1/2] evo seed 0" in out and "[2/2] random seed 0" in out
+    assert f"# Head-to-head: preset `{FITNESS}`, budget 3 child trainings" in out
+    folder = tmp_path / "runs" / "campaign-standin_powersign-budget3"
+    assert (folder / "report" / "comparison.md").is_file()
+    assert sorted(r.tags["strategy"] for r in find_runs("cli", uri)) == ["evo", "random"]
+
+
 # -- the report ------------------------------------------------------------------------------
 def test_report_files_figures_and_table_exist(campaign):
     _, result, _, tmp = campaign
@@ -197,9 +214,10 @@ def test_report_numbers_are_the_runs_numbers(campaign):
     _, result, _, _ = campaign
     for name, summary in result.report.strategies.items():
         finals = [s.best_fitness for s in result.searches if s.strategy == name]
-        assert summary.best_mean == pytest.approx(sum(finals) / len(finals))
+        # (MLflow's tables keep 10 decimals)
+        assert summary.best_mean == pytest.approx(sum(finals) / len(finals), abs=1e-9)
         assert summary.trainings_mean == BUDGET
-        assert summary.best_per_seed == pytest.approx(finals)
+        assert summary.best_per_seed == pytest.approx(finals, abs=1e-9)
     adam = result.report.references["adam"]
     assert adam["seeds"] == {0: pytest.approx(adam["mean"]), 1: pytest.approx(adam["mean"])}
 
