@@ -139,7 +139,8 @@ def test_tree_context_gives_each_step_its_parent_binary_and_left_sibling():
     grammar = TokenGrammar(SearchSpace())
     rule = Rule.parse("mul(exp(add(g, m)), g)")
     tokens = torch.tensor([grammar.encode(rule)])
-    assert grammar.names(tokens[0].tolist()) == ["mul", "exp", "add", "id", "g", "id", "m", "id", "g"]
+    assert grammar.names(tokens[0].tolist()) == ["mul", "exp", "add", "id", "g", "id", "m",
+                                                 "id", "g"]
     parents, siblings = TreeContext(grammar, 1).replay(tokens)
     none = "<pad>"                                     # grammar.names shows "none" as <pad>
     assert grammar.names(parents[0].tolist()) == [none, "mul", "mul", "add", "add", "add", "add",

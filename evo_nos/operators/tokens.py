@@ -149,18 +149,20 @@ class TokenGrammar:
             mask = self.mask(state)
             alive = ~state.done
             tok = tokens[:, step]
-            ok = mask[torch.arange(n), tok.clamp(0, self.n_tokens - 1)] & (tok >= 0) & (tok < self.n_tokens)
+            in_vocab = (tok >= 0) & (tok < self.n_tokens)
+            ok = mask[torch.arange(n), tok.clamp(0, self.n_tokens - 1)] & in_vocab
             bad = alive & ~ok
             if bool(bad.any()):
                 row = int(bad.nonzero()[0])
-                raise ValueError(f"sequence {row} writes a token its grammar mask forbids at step {step}: "
-                                 f"{self.names(tokens[row].tolist())}")
+                raise ValueError(f"sequence {row} writes a token its grammar mask forbids at "
+                                 f"step {step}: {self.names(tokens[row].tolist())}")
             masks.append(mask)
             live.append(alive)
             state = self.advance(state, tok)
         if not bool(state.done.all()):
             row = int((~state.done).nonzero()[0])
-            raise ValueError(f"sequence {row} stops before its rule is complete: {self.names(tokens[row].tolist())}")
+            raise ValueError(f"sequence {row} stops before its rule is complete: "
+                             f"{self.names(tokens[row].tolist())}")
         return torch.stack(masks, 1), torch.stack(live, 1)
 
     # -- rules <-> tokens -------------------------------------------------------------
@@ -257,7 +259,8 @@ class TreeContext:
 
     def write(self, tokens) -> None:
         kind = self.grammar.kind
-        for stack, token in zip(self.stacks, tokens.tolist() if torch.is_tensor(tokens) else tokens):
+        tokens = tokens.tolist() if torch.is_tensor(tokens) else tokens
+        for stack, token in zip(self.stacks, tokens):
             if token < 0 or kind[token] == UNARY:
                 continue                                 # finished, or a slot's unary
             if stack and stack[-1][1] == 0:

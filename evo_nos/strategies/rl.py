@@ -146,11 +146,17 @@ class Controller(nn.Module):
             for p in self.parameters():
                 p.uniform_(-settings.init_scale, settings.init_scale, generator=generator)
 
-    def _step(self, inputs, context, hc, mask):
-        x = self.embed(inputs)
+    def _input(self, tokens, parents=None, siblings=None):
+        """The LSTM input for previous tokens (and, with tree_inputs, their context)."""
+        x = self.embed(tokens)
         if self.tree_inputs:
-            x = torch.cat([x, self.embed_parent(context[0]), self.embed_sibling(context[1])], -1)
-        h, c = self.cell(x, hc)
+            x = torch.cat([x, self.embed_parent(parents), self.embed_sibling(siblings)], -1)
+        return x
+
+    def _policy(self, h, mask):
+        """Log-probabilities over the vocabulary for hidden states ``h`` [..., H] under
+        ``mask`` [..., V] (-inf where forbidden), and their entropy [...].  Every row
+        needs at least one allowed token."""
         logp = self.head(h).masked_fill(~mask, float("-inf")).log_softmax(-1)
         if self.uniform_mix > 0:
             # the policy is (1 - mix)·softmax + mix·uniform over the allowed tokens: every
@@ -159,13 +165,10 @@ class Controller(nn.Module):
             probs = (1.0 - self.uniform_mix) * logp.exp() + self.uniform_mix * uniform
             # log of 1 (not 0) under the mask keeps the backward pass free of 0/0
             logp = probs.masked_fill(~mask, 1.0).log().masked_fill(~mask, float("-inf"))
-        return logp, (h, c)
-
-    @staticmethod
-    def _entropy(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        # fill the masked -inf first: where() alone would still pass NaN gradients
+        # fill the masked -inf before exp·log: where() alone would still pass NaN gradients
         safe = logp.masked_fill(~mask, 0.0)
-        return -(safe.exp() * safe).masked_fill(~mask, 0.0).sum(-1)
+        entropy = -(safe.exp() * safe).sum(-1)
+        return logp, entropy
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator) -> Samples:
@@ -175,52 +178,57 @@ class Controller(nn.Module):
         inputs = torch.full((n,), self.start_token, dtype=torch.long)
         hc = None
         tree = TreeContext(grammar, n) if self.tree_inputs else None
-        tokens, total_logp, total_ent = [], torch.zeros(n), torch.zeros(n)
+        tokens, step_logp, step_ent = [], [], []
+        zero = torch.zeros(n)
         for _ in range(grammar.max_length):
             alive = ~state.done
             if not bool(alive.any()):
                 break
             mask = grammar.mask(state)
-            # finished rows get a dummy one-token mask so the softmax stays finite
-            mask[~alive, 0] = True
-            context = tree.current() if tree is not None else None
-            logp, hc = self._step(inputs, context, hc, mask)
+            mask[~alive, 0] = True     # finished rows: a dummy token keeps the softmax finite
+            context = tree.current() if tree is not None else (None, None)
+            hc = self.cell(self._input(inputs, *context), hc)
+            logp, entropy = self._policy(hc[0], mask)
             tok = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(1)
-            chosen = logp.gather(1, tok.unsqueeze(1)).squeeze(1)
-            total_logp += torch.where(alive, chosen, torch.zeros_like(chosen))
-            total_ent += torch.where(alive, self._entropy(logp, mask), torch.zeros_like(chosen))
+            step_logp.append(torch.where(alive, logp.gather(1, tok.unsqueeze(1)).squeeze(1), zero))
+            step_ent.append(torch.where(alive, entropy, zero))
             tok = torch.where(alive, tok, torch.full_like(tok, PAD))
             tokens.append(tok)
             if tree is not None:
                 tree.write(tok)
             state = grammar.advance(state, tok)
             inputs = tok.clamp(min=0)
-        return Samples(torch.stack(tokens, 1), total_logp, total_ent)
+        return Samples(torch.stack(tokens, 1), _total(torch.stack(step_logp, 1)),
+                       _total(torch.stack(step_ent, 1)))
 
     def score(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Summed log-probability and entropy of given sequences (teacher forcing, with
-        the same masks as sampling); differentiable."""
+        """Summed log-probability and entropy of given padded sequences [n, L] (teacher
+        forcing, the same masks as sampling); differentiable.  Only the LSTM runs step
+        by step; the softmax, masks and sums run once over all steps."""
         masks, live = self.grammar.masks_for(tokens)
         n, length = tokens.shape
-        if self.tree_inputs:
-            parents, siblings = TreeContext(self.grammar, n).replay(tokens)
-        inputs = torch.full((n,), self.start_token, dtype=torch.long)
-        hc = None
-        total_logp, total_ent = torch.zeros(n), torch.zeros(n)
+        length = int(live.sum(1).max())
+        tokens, masks, live = tokens[:, :length], masks[:, :length].clone(), live[:, :length]
+        masks[..., 0] |= ~live                 # padding steps: the same dummy token
+        previous = torch.cat([torch.full((n, 1), self.start_token, dtype=torch.long),
+                              tokens[:, :-1].clamp(min=0)], 1)
+        context = (TreeContext(self.grammar, n).replay(tokens) if self.tree_inputs
+                   else (None, None))
+        x = self._input(previous, *context)
+        hc, hidden = None, []
         for step in range(length):
-            alive = live[:, step]
-            if not bool(alive.any()):
-                break
-            mask = masks[:, step].clone()
-            mask[~alive, 0] = True
-            context = (parents[:, step], siblings[:, step]) if self.tree_inputs else None
-            logp, hc = self._step(inputs, context, hc, mask)
-            tok = tokens[:, step].clamp(min=0)
-            chosen = logp.gather(1, tok.unsqueeze(1)).squeeze(1)
-            total_logp = total_logp + torch.where(alive, chosen, torch.zeros_like(chosen))
-            total_ent = total_ent + torch.where(alive, self._entropy(logp, mask), torch.zeros_like(chosen))
-            inputs = tok
-        return total_logp, total_ent
+            hc = self.cell(x[:, step], hc)
+            hidden.append(hc[0])
+        logp, entropy = self._policy(torch.stack(hidden, 1), masks)
+        chosen = logp.gather(2, tokens.clamp(min=0).unsqueeze(2)).squeeze(2)
+        zero = torch.zeros_like(chosen)
+        return _total(torch.where(live, chosen, zero)), _total(torch.where(live, entropy, zero))
+
+
+def _total(per_step: torch.Tensor) -> torch.Tensor:
+    """Sum over steps in float64, the same way for sampling and re-scoring, so that a
+    sample's reported log-probability and its re-scored one agree to ~1e-6."""
+    return per_step.double().sum(1)
 
 
 @contextmanager
@@ -327,7 +335,7 @@ class RLStrategy:
         seqs, old, rewards = zip(*self.buffer)
         self.buffer = []
         tokens = _pad(list(seqs), self.grammar.max_length)
-        old_logp = torch.tensor(old, dtype=torch.float32)
+        old_logp = torch.tensor(old, dtype=torch.float64)
         reward = torch.tensor(rewards, dtype=torch.float32)
         mean_reward = float(reward.mean())
         if self.baseline is None:           # first batch: start the baseline at its mean
@@ -393,8 +401,8 @@ class RLStrategy:
             raise ValueError(f"checkpoint is for strategy {state.get('name')!r}, not {self.name!r}")
         saved = RLSettings.from_dict(state["settings"])
         if saved != self.rl_settings:
-            raise ValueError(f"checkpoint was written with other rl settings: {saved} != {self.rl_settings}; "
-                             "resume with the settings of the original run")
+            raise ValueError(f"checkpoint was written with other rl settings: {saved} != "
+                             f"{self.rl_settings}; resume with the settings of the original run")
         if state["space"] != self.space.as_dict():
             raise ValueError(f"checkpoint was written for another search space: {state['space']}")
         self.controller.load_state_dict(state["controller"])
