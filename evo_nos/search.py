@@ -441,8 +441,9 @@ class Search:
         if self.tracker is not None:
             best = self.hall_of_fame.best
             minutes = max(elapsed, 1e-9) / 60.0
+            if best is not None:       # nothing scored yet: no best to plot
+                metrics.append(("best_fitness", best.fitness, self.trainings))
             metrics += [
-                ("best_fitness", best.fitness if best else 0.0, self.trainings),
                 ("evaluations", self.counts["evaluations"], self.trainings),
                 ("cache_hits", self.counts[CACHED], self.trainings),
                 ("invalid", self.counts[INVALID], self.trainings),
