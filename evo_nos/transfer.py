@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from evo_nos.known import name_of, resolve
 
@@ -182,32 +181,16 @@ def train_once(rule, lr: float, data: TransferData, settings: TransferSettings, 
                epochs: float, test: bool) -> Fit:
     """Train a fresh ResNet with ``rule`` at ``lr``; validation (and test) accuracy."""
     from evo_nos.fitness.models import make_resnet
-    from evo_nos.optim import RuleOptimizer
+    from evo_nos.fitness.train import fit
 
     start = time.perf_counter()
     d = data.train
     total = max(1, int(round(epochs * d.steps_per_epoch(settings.batch_size))))
     model = make_resnet(settings.seed, n_classes=d.n_classes, width=settings.width,
                         blocks=settings.blocks, device=d.device)
-    opt = RuleOptimizer(model.parameters(), rule, lr=lr, total_steps=total)
-    order = torch.Generator(device=d.device).manual_seed(settings.seed)
-    steps, diverged = 0, False
-    with torch.random.fork_rng(devices=[d.device] if d.device.type == "cuda" else []):
-        torch.manual_seed(settings.seed)
-        while steps < total and not diverged:
-            for x, y in d.epoch(settings.batch_size, order):
-                loss = F.cross_entropy(model(x), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                steps += 1
-                if not math.isfinite(loss.item()):
-                    diverged = True
-                    break
-                if steps >= total:
-                    break
-    if not diverged:
-        diverged = not all(bool(torch.isfinite(p).all()) for p in model.parameters())
+    steps, reason = fit(model, rule, lr, d, total_steps=total, batch_size=settings.batch_size,
+                        seed=settings.seed)
+    diverged = bool(reason)
     if diverged:
         return Fit(lr, 0.0, 0.0 if test else None, True, steps, time.perf_counter() - start)
     val = _accuracy(model, d, d.val_x, d.val_y)

@@ -1,5 +1,4 @@
 """Screening before training, and the functional fingerprint behind the fitness cache."""
-import numpy as np
 import pytest
 import torch
 

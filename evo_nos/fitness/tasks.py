@@ -15,7 +15,7 @@ ones.  ``Task`` crosses process boundaries as-is (it is a plain picklable datacl
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 try:  # Python >= 3.11

@@ -86,36 +86,52 @@ def validation_accuracy(model: torch.nn.Module, data: DeviceData, batch_size: in
     return int(correct) / data.n_val
 
 
-def train_run(rule: Rule | str, lr: float, data: DeviceData, task: Task, *, seed: int,
-              epochs: float, settings=None) -> RunResult:
-    """Train a fresh child with ``rule`` at ``lr`` for ``epochs``; validation accuracy."""
-    start = time.perf_counter()
+def fit(model: torch.nn.Module, rule: Rule | str, lr: float, data: DeviceData, *,
+        total_steps: int, batch_size: int, seed: int, check_every: int = 1,
+        settings=None) -> tuple[int, str]:
+    """Train ``model`` in place with ``rule`` at ``lr`` for ``total_steps`` steps.
+
+    The child training loop, shared by scoring and the transfer check: mean
+    cross-entropy, batches from ``data`` in a seeded order, the rule's own randomness
+    (ε, drop) drawn from torch's RNG forked and seeded with ``seed``.  Stops at once when
+    the loss (checked every ``check_every`` steps) or the weights turn non-finite.
+    Returns (steps taken, reason it diverged or "").
+    """
     device = data.device
-    total = run_steps(task, data, epochs)
-    model = make_child(seed, image_size=data.image_size, n_classes=data.n_classes,
-                       width=task.width, head=task.head, device=device,
-                       channels_last=task.channels_last)
-    opt = RuleOptimizer(model.parameters(), rule, lr=lr, total_steps=total, settings=settings)
+    opt = RuleOptimizer(model.parameters(), rule, lr=lr, total_steps=total_steps,
+                        settings=settings)
     order = torch.Generator(device=device).manual_seed(seed)
     steps, reason = 0, ""
-    # the rule's own randomness (ε, drop) draws from torch's global RNG: fork and seed it
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        while steps < total and not reason:
-            for x, y in data.epoch(task.batch_size, order):
+        while steps < total_steps and not reason:
+            for x, y in data.epoch(batch_size, order):
                 loss = F.cross_entropy(model(x), y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 steps += 1
-                if (steps % task.check_every == 0 or steps == total) and \
+                if (steps % check_every == 0 or steps == total_steps) and \
                         not math.isfinite(loss.item()):
                     reason = f"loss became non-finite at step {steps} (lr {lr:g})"
                     break
-                if steps >= total:
+                if steps >= total_steps:
                     break
     if not reason and not _all_finite(model):
         reason = f"weights became non-finite within {steps} steps (lr {lr:g})"
+    return steps, reason
+
+
+def train_run(rule: Rule | str, lr: float, data: DeviceData, task: Task, *, seed: int,
+              epochs: float, settings=None) -> RunResult:
+    """Train a fresh child with ``rule`` at ``lr`` for ``epochs``; validation accuracy."""
+    start = time.perf_counter()
+    model = make_child(seed, image_size=data.image_size, n_classes=data.n_classes,
+                       width=task.width, head=task.head, device=data.device,
+                       channels_last=task.channels_last)
+    steps, reason = fit(model, rule, lr, data, total_steps=run_steps(task, data, epochs),
+                        batch_size=task.batch_size, seed=seed,
+                        check_every=task.check_every, settings=settings)
     accuracy = 0.0 if reason else validation_accuracy(model, data, task.eval_batch_size)
     return RunResult(lr=lr, accuracy=accuracy, diverged=bool(reason), steps=steps,
                      seconds=time.perf_counter() - start, reason=reason)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from evo_nos.operators.primitives import BINARIES, BINARY, OPERAND, OPERANDS, UNARIES, UNARY
+from evo_nos.operators.primitives import BINARIES, OPERAND, OPERANDS, UNARIES, UNARY
 from evo_nos.rules import Rule
 
 _ALL_OPERANDS = tuple(p.name for p in OPERANDS)
