@@ -38,7 +38,9 @@ from pathlib import Path
 
 import numpy as np
 
+from evo_nos.known import name_of
 from evo_nos.references import HEADLINE, load_references, search_scoring_settings
+from evo_nos.rules import Rule
 
 THRESHOLDS = ("adam", "powersign")     # "child trainings needed to beat ..."
 DEFAULT_OUT = "evo_nos_runs"
@@ -333,8 +335,9 @@ def _top_rules(members: list[SearchCurve], k: int = TOP_RULES) -> list[dict]:
                 continue
             old = best.get(row["rule"])
             if old is None or float(fitness) > old["fitness"]:
+                rule = Rule.parse(row["rule"])   # the canonical string is the identity
                 best[row["rule"]] = {"fitness": float(fitness), "rule": row["rule"],
-                                     "math": row.get("math") or "", "name": row.get("name") or "",
+                                     "math": rule.math, "name": name_of(rule) or "",
                                      "seed": c.seed, "run_id": c.run_id}
     return sorted(best.values(), key=lambda r: -r["fitness"])[:k]
 
