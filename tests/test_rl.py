@@ -13,6 +13,8 @@ from evo_nos.search import Search, load_checkpoint
 from evo_nos.strategies import make_strategy, strategy_settings
 from evo_nos.strategies.rl import RLSettings, RLStrategy
 
+from counting_backend import CountingBackend
+
 SMALL = SearchSpace(max_binary=2, operands=("g", "m", "sign_g", "sign_m"),
                     unaries=("id", "exp", "neg"), binaries=("mul", "add"))
 
@@ -284,32 +286,6 @@ def test_state_dict_refuses_other_settings_or_space():
 
 
 # -- in the search driver ------------------------------------------------------------------------
-class CountingBackend:
-    """The stand-in fitness, recording the rules it really trains; raises
-    KeyboardInterrupt inside its ``interrupt_on_call``-th evaluate (as Ctrl+C would)."""
-
-    def __init__(self, target="mul(exp(mul(sign_g, sign_m)), g)", interrupt_on_call=None):
-        self.inner = StandInBackend(target)
-        self.trained, self.calls, self.interrupt_on_call = [], 0, interrupt_on_call
-
-    def evaluate(self, rules):
-        self.calls += 1
-        if self.calls == self.interrupt_on_call:
-            raise KeyboardInterrupt
-        out = self.inner.evaluate(rules)
-        self.trained += [e.rule for e in out if e.trainings]
-        return out
-
-    def state_dict(self):
-        return self.inner.state_dict()
-
-    def load_state_dict(self, state):
-        self.inner.load_state_dict(state)
-
-    def describe(self):
-        return self.inner.describe()
-
-
 def rl(seed=0):
     return make_strategy("rl", SMALL, seed, min_batch=8)
 

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from evo_nos.fitness.evaluation import Evaluation
-from evo_nos.fitness.standin import StandInBackend
 from evo_nos.operators.space import SearchSpace
 from evo_nos.rules import Rule
 from evo_nos.search import (
@@ -16,6 +15,8 @@ from evo_nos.search import (
 )
 from evo_nos.strategies import make_strategy
 
+from counting_backend import CountingBackend
+
 TARGET = "mul(exp(mul(sign_g, sign_m)), g)"
 
 
@@ -23,38 +24,6 @@ def ev(rule, fitness, status="ok", fingerprint=None, lr_scores=None):
     return Evaluation(rule=rule, fitness=fitness, status=status, fingerprint=fingerprint,
                       trainings=int(status == "ok"), best_lr=0.1,
                       lr_scores=lr_scores or {0.1: fitness})
-
-
-class CountingBackend:
-    """The stand-in backend, counting the trainings it really computes; it can raise
-    KeyboardInterrupt from inside ``evaluate`` (a real Ctrl+C lands the same way)."""
-
-    def __init__(self, target=TARGET, interrupt_on_call=None):
-        self.inner = StandInBackend(target)
-        self.trained = []
-        self.calls = 0
-        self.interrupt_on_call = interrupt_on_call
-
-    def evaluate(self, rules):
-        self.calls += 1
-        if self.calls == self.interrupt_on_call:
-            raise KeyboardInterrupt
-        out = self.inner.evaluate(rules)
-        self.trained += [e.rule for e in out if e.trainings]
-        return out
-
-    def state_dict(self):
-        return self.inner.state_dict()
-
-    def load_state_dict(self, state):
-        self.inner.load_state_dict(state)
-
-    def describe(self):
-        return self.inner.describe()
-
-    @property
-    def stats(self):
-        return self.inner.stats
 
 
 def evo(seed=0):
