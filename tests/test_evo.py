@@ -5,8 +5,7 @@ import random
 import pytest
 
 from evo_nos.fitness.evaluation import Evaluation
-from evo_nos.fitness.screen import fingerprint_of
-from evo_nos.fitness.standin import FOUND, StandInBackend, similarity
+from evo_nos.fitness.standin import FOUND, StandInBackend
 from evo_nos.known import KNOWN
 from evo_nos.operators.space import SearchSpace
 from evo_nos.rules import Rule
@@ -183,32 +182,6 @@ def test_state_dict_refuses_other_settings():
 
 
 # -- GP against random search on the stand-in fitness ------------------------------------------
-class BehaviourCachedStandIn(StandInBackend):
-    """The stand-in fitness (resemblance to a target rule's updates) with the real
-    backend's cache rule: rules with the same updates (functional fingerprint) are
-    scored once, so neutral variants such as ``keep(g, x)`` cost no training.
-    (StandInBackend's own cache is keyed by structure.)"""
-
-    def evaluate(self, rules):
-        out = []
-        for rule in rules:
-            updates = self._probe(rule)
-            fitness = similarity(updates, self._target_updates)
-            if fitness == 0.0:
-                out.append(Evaluation(rule=rule.canonical, fitness=0.0, status="invalid"))
-                continue
-            fingerprint = fingerprint_of(updates)
-            if fingerprint in self.cache:
-                out.append(Evaluation(rule=rule.canonical, fitness=fitness, status="cached",
-                                      fingerprint=fingerprint))
-                continue
-            self.cache[fingerprint] = Evaluation(
-                rule=rule.canonical, fitness=fitness, status="ok", trainings=1,
-                fingerprint=fingerprint, best_lr=1.0, lr_scores={1.0: fitness})
-            out.append(self.cache[fingerprint])
-        return out
-
-
 # The paper's first-round flavour of the space: fewer operands and unaries, all binaries.
 SMALL = SearchSpace(operands=("g", "m", "v", "sign_g", "sign_m", "1", "2", "adam"),
                     unaries=("id", "neg", "exp", "log", "sqrt", "sign"))
@@ -216,7 +189,7 @@ HIDDEN = "mul(g, exp(sign_m))"        # g·e where g and m agree in sign, g/e wh
 
 
 def trainings_to_find(strategy, budget):
-    backend = BehaviourCachedStandIn(HIDDEN)
+    backend = StandInBackend(HIDDEN, cache="behaviour")   # the real backend's cache rule
     used = 0
     while used < budget:
         rules = strategy.ask(1)
