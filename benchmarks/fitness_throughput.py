@@ -38,8 +38,8 @@ from evo_nos.fitness.data import parse_data_spec
 from evo_nos.fitness.models import make_child
 from evo_nos.fitness.tasks import load_task
 from evo_nos.fitness.train import train_run
-from evo_nos.known import KNOWN
-from evo_nos.rules import Rule
+from evo_nos.core.known import KNOWN
+from evo_nos.core.rules import Rule
 
 
 # ---------------------------------------------------------------------------------------

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from evo_nos.export import export
-from evo_nos.optim import RuleOptimizer
+from evo_nos.optim.export import export
+from evo_nos.optim.optimizer import RuleOptimizer
 
 
 def convnet_shapes():

@@ -15,8 +15,8 @@ import sys
 
 import torch
 
-from evo_nos.optim import RuleOptimizer
-from evo_nos.rules import Rule
+from evo_nos.optim.optimizer import RuleOptimizer
+from evo_nos.core.rules import Rule
 from evo_nos.tracking import load_hall_of_fame, load_search_runs, metric_history
 
 EXPERIMENT = os.environ.get("EVO_NOS_EXPERIMENT", "evo_nos")

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from evo_nos.export import export
+from evo_nos.optim.export import export
 
 RULE = os.environ.get("EVO_NOS_RULE", "powersign")
 RUN = os.environ.get("EVO_NOS_RUN")              # an MLflow search run id (optional)

@@ -5,13 +5,15 @@ from pathlib import Path
 
 import pytest
 
-from evo_nos.campaign import CampaignPlan, run_campaign, wants_campaign
-from evo_nos.compare import (MixedRunsError, SearchCurve, check_comparable, compare, main,
+from evo_nos.cli.campaign import wants_campaign
+from evo_nos.cli.compare import main
+from evo_nos.experiments.campaign import CampaignPlan, run_campaign
+from evo_nos.experiments.compare import (MixedRunsError, SearchCurve, check_comparable, compare,
                              summarise)
 from evo_nos.fitness.standin import StandInBackend
-from evo_nos.known import REFERENCE_NAMES, resolve
+from evo_nos.core.known import REFERENCE_NAMES, resolve
 from evo_nos.operators.space import SearchSpace
-from evo_nos.references import ReferenceScore, ReferenceSet, score_references
+from evo_nos.experiments.references import ReferenceScore, ReferenceSet, score_references
 from evo_nos.search import Search
 from evo_nos.strategies import make_strategy, strategy_names
 from evo_nos.tracking import Tracker, find_runs, list_artifacts, load_table
@@ -86,7 +88,7 @@ def test_rerunning_a_finished_campaign_trains_nothing(campaign, monkeypatch):
         def evaluate(self, rules):
             raise AssertionError("trained again")
 
-    monkeypatch.setattr("evo_nos.run.make_backend", lambda config: Refusing())
+    monkeypatch.setattr("evo_nos.experiments.campaign.make_backend", lambda config: Refusing())
     again = run_campaign(CampaignPlan(**{**the_plan.__dict__, "report": False}), echo=quiet)
     assert [s.how for s in again.searches] == ["done before"] * len(first.searches)
     assert again.run_ids == first.run_ids
@@ -97,7 +99,7 @@ def test_rerunning_a_finished_campaign_trains_nothing(campaign, monkeypatch):
 def test_an_interrupted_campaign_continues_where_it_stopped(tmp_path, monkeypatch):
     """Ctrl+C in the second search; the same command again finishes it in the same
     MLflow run and does not touch the first."""
-    from evo_nos.run import make_backend as real
+    from evo_nos.fitness.factory import make_backend as real
 
     made = []
 
@@ -118,7 +120,7 @@ def test_an_interrupted_campaign_continues_where_it_stopped(tmp_path, monkeypatc
         made.append(config)
         return Interrupting(real(config), 3 if len(made) == 2 else None)
 
-    monkeypatch.setattr("evo_nos.run.make_backend", factory)
+    monkeypatch.setattr("evo_nos.experiments.campaign.make_backend", factory)
     uri = fresh_store(tmp_path / "store")
     the_plan = plan(tmp_path, uri, strategies=("evo", "random"), seeds=(0,), budget=6,
                     references=(), report=False)
@@ -160,7 +162,7 @@ def test_run_command_lines_with_several_strategies_or_seeds_are_campaigns():
 
 
 def test_the_run_command_with_several_strategies_runs_a_campaign(tmp_path, capsys):
-    from evo_nos.run import main as run_main
+    from evo_nos.cli.run import main as run_main
 
     uri = fresh_store(tmp_path / "store")
     code = run_main(["--strategy", "evo", "random", "--seeds", "0", "--fitness", FITNESS,

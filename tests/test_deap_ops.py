@@ -4,14 +4,14 @@ import random
 import pytest
 from deap import gp
 
-from evo_nos.known import KNOWN
+from evo_nos.core.known import KNOWN
 from evo_nos.operators.deap_ops import (
     Bare, Slot, Variation, crossover, insert_mutation, point_mutation, primitive_set,
     rule_to_tree, shrink_mutation, subtree_mutation, tree_to_rule,
 )
-from evo_nos.operators.primitives import BINARIES, OPERANDS, UNARIES
+from evo_nos.core.primitives import BINARIES, OPERANDS, UNARIES
 from evo_nos.operators.space import SearchSpace
-from evo_nos.rules import Rule
+from evo_nos.core.rules import Rule
 
 SPACE = SearchSpace()
 P = Rule.parse

@@ -6,9 +6,9 @@ import pytest
 
 from evo_nos.fitness.evaluation import Evaluation
 from evo_nos.fitness.standin import FOUND, StandInBackend
-from evo_nos.known import KNOWN
+from evo_nos.core.known import KNOWN
 from evo_nos.operators.space import SearchSpace
-from evo_nos.rules import Rule
+from evo_nos.core.rules import Rule
 from evo_nos.strategies import make_strategy, strategy_names
 from evo_nos.strategies.base import Strategy
 from evo_nos.strategies.evo import EvoStrategy

@@ -14,13 +14,14 @@ import uuid
 import pytest
 import torch
 
-from evo_nos import _standalone
-from evo_nos.export import default_class_name, export, export_source, export_spec, main
-from evo_nos.kernels import direction_source
-from evo_nos.known import KNOWN
-from evo_nos.operators.primitives import RuleSettings
-from evo_nos.optim import RuleOptimizer
-from evo_nos.rules import Rule
+from evo_nos.optim import standalone
+from evo_nos.cli.export import main
+from evo_nos.optim.export import default_class_name, export, export_source, export_spec
+from evo_nos.optim.kernels import direction_source
+from evo_nos.core.known import KNOWN
+from evo_nos.core.primitives import RuleSettings
+from evo_nos.optim.optimizer import RuleOptimizer
+from evo_nos.core.rules import Rule
 
 
 def load(path, class_name):
@@ -89,8 +90,8 @@ def test_default_class_name(rule, name):
     assert default_class_name(rule) == name
 
 
-@pytest.mark.parametrize("bad", ["2Fast", "my-opt", "class", "_RuleOptimizerBase", "torch",
-                                 "_drop"])
+@pytest.mark.parametrize("bad", ["2Fast", "my-opt", "class", "RuleOptimizerBase", "torch",
+                                 "drop"])
 def test_bad_class_names_are_refused(bad):
     with pytest.raises(ValueError, match="class name"):
         export_source("powersign", class_name=bad)
@@ -114,16 +115,16 @@ def test_source_imports_only_torch_and_the_standard_library(rule):
 def test_source_is_the_standalone_module_plus_the_generated_direction():
     rule = KNOWN["powersign-cd"]
     source = export_source(rule)
-    standalone = inspect.getsource(_standalone)
-    body = standalone[standalone.index('"""', 3) + 3:].strip("\n")     # minus the docstring
+    text = inspect.getsource(standalone)
+    body = text[text.index('"""', 3) + 3:].strip("\n")     # minus the docstring
     assert body in source
     assert direction_source(rule, RuleSettings(), name="_rule_direction") in source
-    # the exported class adds no update code of its own: step comes from _RuleOptimizerBase
+    # the exported class adds no update code of its own: step comes from RuleOptimizerBase
     tree = ast.parse(source)
     cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "PowerSignCd")
     methods = {n.name for n in cls.body if isinstance(n, ast.FunctionDef)}
     assert methods == {"__init__", "__repr__"}
-    assert [b.id for b in cls.bases] == ["_RuleOptimizerBase"]
+    assert [b.id for b in cls.bases] == ["RuleOptimizerBase"]
 
 
 def test_class_docstring_shows_math_latex_and_canonical_string(tmp_path):

@@ -4,11 +4,11 @@ import json
 import pytest
 import torch
 
-from evo_nos.export import main
+from evo_nos.cli.export import main
 from evo_nos.fitness.standin import StandInBackend
-from evo_nos.known import KNOWN
+from evo_nos.core.known import KNOWN
 from evo_nos.operators.space import SearchSpace
-from evo_nos.references import score_references
+from evo_nos.experiments.references import score_references
 from evo_nos.search import Search
 from evo_nos.strategies import make_strategy
 from evo_nos.tracking import PARENT_TAG, Tracker, find_runs, load_hall_of_fame

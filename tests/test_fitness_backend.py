@@ -11,8 +11,8 @@ import pytest
 from evo_nos.fitness.backend import FitnessBackend, candidate_seed
 from evo_nos.fitness.evaluation import Evaluation
 from evo_nos.fitness.tasks import load_task
-from evo_nos.known import KNOWN
-from evo_nos.rules import Rule
+from evo_nos.core.known import KNOWN
+from evo_nos.core.rules import Rule
 
 OVERFLOW = "exp(div(sign_g, sqrt(g)))"   # finite on the probe, overflows in training
 BATCH = ["sgd", "mul(g, 1)", "adam", "powersign", "neg(g)", "w4", "clip5(sub(g, g))",

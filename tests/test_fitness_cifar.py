@@ -8,7 +8,7 @@ import pytest
 
 from evo_nos.fitness.backend import FitnessBackend
 from evo_nos.fitness.tasks import load_task
-from evo_nos.known import resolve
+from evo_nos.core.known import resolve
 
 pytestmark = [pytest.mark.slow, pytest.mark.cifar]
 RULES = ["sgd", "adam", "powersign", "neg(g)", "w4"]

@@ -3,7 +3,7 @@ import json
 import subprocess
 import sys
 
-from evo_nos.evaluate import main
+from evo_nos.cli.evaluate import main
 from evo_nos.fitness.evaluation import Evaluation
 
 

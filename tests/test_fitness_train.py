@@ -7,14 +7,14 @@ import torch
 
 from evo_nos.fitness.data import DeviceData, load_images
 from evo_nos.fitness.models import ChildNet, make_child
-from evo_nos.fitness.tasks import PAPER_LRS, TASK_KEYS, Task, load_task, presets, runs_dir
+from evo_nos.fitness.tasks import PAPER_LRS, TASK_KEYS, Task, load_task, presets, presets_dir
 from evo_nos.fitness.train import run_steps, score_rule, train_run
 
 
 # -- tasks ---------------------------------------------------------------------------------
 def test_presets_are_found_beside_the_package():
     assert {"smoke", "cpu", "nos"} <= set(presets())
-    assert (runs_dir() / "smoke.toml").is_file()
+    assert (presets_dir() / "smoke.toml").is_file()
 
 
 def test_nos_preset_is_the_papers_protocol():

@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from evo_nos.known import KNOWN, REFERENCE_NAMES, name_of, resolve
+from evo_nos.core.known import KNOWN, REFERENCE_NAMES, name_of, resolve
 from evo_nos.operators.space import SearchSpace
-from evo_nos.rules import Rule, RuleSyntaxError
+from evo_nos.core.rules import Rule, RuleSyntaxError
 
 S = "mul(sign_g, sign_m)"
 
@@ -81,7 +81,7 @@ def test_name_of_inverts_the_table():
 
 
 def test_docs_list_every_known_rule():
-    from evo_nos.export import known_rules_markdown
+    from evo_nos.optim.export import known_rules_markdown
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "rules.md").read_text(encoding="utf-8")
     assert known_rules_markdown() in doc, (

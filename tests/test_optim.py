@@ -6,11 +6,11 @@ import math
 import pytest
 import torch
 
-from evo_nos.known import KNOWN
-from evo_nos.operators.primitives import RuleSettings
-from evo_nos.optim import RuleOptimizer
-from evo_nos.rules import RuleSyntaxError
-from evo_nos.schedules import LinearCosineDecay, NoisyLinearCosineDecay
+from evo_nos.core.known import KNOWN
+from evo_nos.core.primitives import RuleSettings
+from evo_nos.optim.optimizer import RuleOptimizer
+from evo_nos.core.rules import RuleSyntaxError
+from evo_nos.optim.schedules import LinearCosineDecay, NoisyLinearCosineDecay
 
 E = math.e
 

@@ -4,12 +4,12 @@ import math
 import pytest
 import torch
 
-from evo_nos._standalone import _decay_values, _drop
-from evo_nos.kernels import compile_direction, direction_source
-from evo_nos.operators.primitives import (
+from evo_nos.optim.standalone import decay_values, drop
+from evo_nos.optim.kernels import compile_direction, direction_source
+from evo_nos.core.primitives import (
     BINARIES, BY_NAME, OPERANDS, PRIMITIVES, UNARIES, RuleSettings, get,
 )
-from evo_nos.rules import Rule
+from evo_nos.core.rules import Rule
 
 E = math.e
 
@@ -115,27 +115,27 @@ def test_adam_eps_setting_reaches_the_kernel():
 
 def test_decay_values_at_chosen_steps():
     # T = 8, cd with n = 0.5 (plain cosine), rd with n = 1
-    ld, cd, rd = _decay_values(0, 8, 0.5, 1.0)
+    ld, cd, rd = decay_values(0, 8, 0.5, 1.0)
     assert (ld, cd, rd) == (1.0, 1.0, 1.0)
-    ld, cd, rd = _decay_values(2, 8, 0.5, 1.0)
+    ld, cd, rd = decay_values(2, 8, 0.5, 1.0)
     assert ld == 0.75
     assert cd == pytest.approx(0.5 * (1 + math.sqrt(0.5)), abs=1e-15)   # cos(π/4)
     assert rd == pytest.approx(0.5 * (1 + math.sqrt(0.5)), abs=1e-15)
-    ld, cd, rd = _decay_values(4, 8, 0.5, 1.0)
+    ld, cd, rd = decay_values(4, 8, 0.5, 1.0)
     assert ld == 0.5 and cd == pytest.approx(0.5, abs=1e-15) and rd == pytest.approx(0.5, abs=1e-15)
-    ld, cd, rd = _decay_values(8, 8, 0.5, 1.0)
+    ld, cd, rd = decay_values(8, 8, 0.5, 1.0)
     assert ld == 0.0 and cd == pytest.approx(0.0, abs=1e-15) and rd == 1.0   # restart at t = T
-    assert _decay_values(12, 8, 0.5, 1.0) == _decay_values(8, 8, 0.5, 1.0)  # t clamped to T
+    assert decay_values(12, 8, 0.5, 1.0) == decay_values(8, 8, 0.5, 1.0)  # t clamped to T
 
 
 def test_decay_periods_are_settings():
     # cd with n = 1: a full cosine, back to 1 at T/2 · 2 ... 0 at t = T/2
-    _, cd, _ = _decay_values(4, 8, 1.0, 1.0)
+    _, cd, _ = decay_values(4, 8, 1.0, 1.0)
     assert cd == pytest.approx(0.0, abs=1e-15)
     # rd with n = 2: restarts at t = T/2
-    _, _, rd = _decay_values(4, 8, 0.5, 2.0)
+    _, _, rd = decay_values(4, 8, 0.5, 2.0)
     assert rd == 1.0
-    _, _, rd = _decay_values(2, 8, 0.5, 2.0)
+    _, _, rd = decay_values(2, 8, 0.5, 2.0)
     assert rd == pytest.approx(0.5, abs=1e-15)   # 0.5(1 + cos(π·4/8))
 
 
@@ -166,9 +166,9 @@ def test_drop_without_rescale_keeps_values():
 def test_drop_is_reproducible_under_a_seed():
     x = torch.arange(1.0, 101.0)
     torch.manual_seed(7)
-    a = _drop(x, 0.5, True)
+    a = drop(x, 0.5, True)
     torch.manual_seed(7)
-    b = _drop(x, 0.5, True)
+    b = drop(x, 0.5, True)
     assert torch.equal(a, b) and not torch.equal(a, x * 2)
 
 
@@ -246,7 +246,7 @@ def test_settings_round_trip_and_validation():
 
 
 def test_docs_show_the_primitive_table(docs_rules):
-    from evo_nos.export import primitives_markdown
+    from evo_nos.optim.export import primitives_markdown
 
     assert primitives_markdown() in docs_rules, (
         "docs/rules.md is out of date: paste evo_nos.export.primitives_markdown() into it")

@@ -6,9 +6,9 @@ import torch
 
 from evo_nos.fitness.evaluation import Evaluation
 from evo_nos.fitness.standin import FOUND, StandInBackend
-from evo_nos.operators.primitives import BINARY
+from evo_nos.core.primitives import BINARY
 from evo_nos.operators.space import SearchSpace
-from evo_nos.rules import Rule
+from evo_nos.core.rules import Rule
 from evo_nos.search import Search, load_checkpoint
 from evo_nos.strategies import make_strategy, strategy_settings
 from evo_nos.strategies.rl import RLSettings, RLStrategy

@@ -1,9 +1,9 @@
 """Rule: canonical string round trip, display forms, structure, parse errors."""
 import pytest
 
-from evo_nos.known import KNOWN
-from evo_nos.operators.primitives import BINARY, OPERAND, PRIMITIVES, UNARY
-from evo_nos.rules import Rule, RuleSyntaxError
+from evo_nos.core.known import KNOWN
+from evo_nos.core.primitives import BINARY, OPERAND, PRIMITIVES, UNARY
+from evo_nos.core.rules import Rule, RuleSyntaxError
 
 POWERSIGN = "mul(exp(mul(sign_g, sign_m)), g)"
 

@@ -9,7 +9,10 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from evo_nos import run as cli
+from evo_nos.cli import run as cli
+from evo_nos.cli.options import EXIT_INTERRUPTED
+from evo_nos.fitness.tasks import default_preset
+from evo_nos.search.defaults import DEFAULT_BUDGETS
 from evo_nos.search import load_checkpoint
 
 from mlflow_store import fresh_store
@@ -76,10 +79,10 @@ def test_unknown_resume_target_is_named(tmp_path, store):
 
 def test_default_preset_is_cpu_without_a_gpu(monkeypatch):
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
-    assert cli._default_preset() == "cpu"
+    assert default_preset() == "cpu"
     monkeypatch.setattr("torch.cuda.is_available", lambda: True)
-    assert cli._default_preset() == "nos"
-    assert cli.DEFAULT_BUDGETS["cpu"] <= 60
+    assert default_preset() == "nos"
+    assert DEFAULT_BUDGETS["cpu"] <= 60
 
 
 @pytest.mark.slow
@@ -107,7 +110,7 @@ def test_ctrl_c_saves_and_resume_finishes_the_same_search(tmp_path, store, capsy
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=120)
-    assert proc.returncode == cli.EXIT_INTERRUPTED, output
+    assert proc.returncode == EXIT_INTERRUPTED, output
     assert "interrupted; continue with: python -m evo_nos.run --resume" in output
     assert "Traceback" not in output
     (folder,) = out.iterdir()

@@ -5,7 +5,7 @@ import statistics
 import pytest
 import torch
 
-from evo_nos.schedules import LinearCosineDecay, NoisyLinearCosineDecay, linear_cosine_factor
+from evo_nos.optim.schedules import LinearCosineDecay, NoisyLinearCosineDecay, linear_cosine_factor
 
 
 def sgd(*lrs):

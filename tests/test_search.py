@@ -8,7 +8,7 @@ import torch
 
 from evo_nos.fitness.evaluation import Evaluation
 from evo_nos.operators.space import SearchSpace
-from evo_nos.rules import Rule
+from evo_nos.core.rules import Rule
 from evo_nos.search import (
     CHECKPOINT_FILE, SUMMARY_FILE, HallOfFame, Search, load_checkpoint, rng_states,
     seed_everything, set_rng_states,

@@ -1,7 +1,7 @@
 """The stand-in fitness's two cache rules."""
 import pytest
 
-from evo_nos.known import resolve
+from evo_nos.core.known import resolve
 from evo_nos.fitness.standin import StandInBackend
 
 

@@ -2,11 +2,11 @@
 import pytest
 import torch
 
-from evo_nos.known import KNOWN
-from evo_nos.operators.primitives import BINARY, OPERAND, PRIMITIVES, UNARY
+from evo_nos.core.known import KNOWN
+from evo_nos.core.primitives import BINARY, OPERAND, PRIMITIVES, UNARY
 from evo_nos.operators.space import SearchSpace
 from evo_nos.operators.tokens import TokenGrammar
-from evo_nos.rules import Rule
+from evo_nos.core.rules import Rule
 
 
 def names_allowed(grammar, state):

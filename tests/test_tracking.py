@@ -8,7 +8,7 @@ from mlflow.tracking import MlflowClient
 
 from evo_nos.fitness.standin import StandInBackend
 from evo_nos.operators.space import SearchSpace
-from evo_nos.optim import RuleOptimizer
+from evo_nos.optim.optimizer import RuleOptimizer
 from evo_nos.search import Search
 from evo_nos.strategies import make_strategy
 from evo_nos.tracking import PARENT_TAG, Tracker, default_artifact_location, default_tracking_uri

@@ -11,7 +11,8 @@ from evo_nos.operators.space import SearchSpace
 from evo_nos.search import Search
 from evo_nos.strategies import make_strategy
 from evo_nos.tracking import Tracker, find_runs, load_table
-from evo_nos.transfer import (PRESETS, Candidate, _test_split, load_transfer_data, main,
+from evo_nos.cli.transfer import main
+from evo_nos.experiments.transfer import (PRESETS, Candidate, _test_split, load_transfer_data,
                               run_transfer, transfer_rule)
 
 from mlflow_store import fresh_store
@@ -71,12 +72,12 @@ def test_the_same_rule_from_two_sources_is_trained_once(monkeypatch):
 
     def fake(candidate, data, settings):
         calls.append(candidate.rule)
-        from evo_nos.transfer import TransferRow
+        from evo_nos.experiments.transfer import TransferRow
         return TransferRow(candidate.label, candidate.rule, "", candidate.source, None, 0.1,
                            0.5, 0.5, "ok")
 
-    monkeypatch.setattr("evo_nos.transfer.transfer_rule", fake)
-    monkeypatch.setattr("evo_nos.transfer.load_transfer_data", lambda *a: None)
+    monkeypatch.setattr("evo_nos.experiments.transfer.transfer_rule", fake)
+    monkeypatch.setattr("evo_nos.experiments.transfer.load_transfer_data", lambda *a: None)
     rows = run_transfer([Candidate("evo #1", "adam", "run1", 0.9),
                          Candidate("adam", "adam", "reference")], QUICK, "synthetic",
                         echo=lambda *_: None)
@@ -118,7 +119,7 @@ def test_the_transfer_network_is_a_larger_resnet():
 def test_a_compare_report_names_each_strategys_best_search(tmp_path):
     import json
 
-    from evo_nos.transfer import winners
+    from evo_nos.experiments.transfer import winners
 
     report = {"runs": [
         {"run_id": "a", "strategy": "evo", "best_fitness": 0.5},

@@ -57,8 +57,8 @@ from evo_nos.fitness.evaluation import CACHED, DIVERGED, INVALID, Evaluation
 from evo_nos.fitness.screen import ScreenResult, screen
 from evo_nos.fitness.tasks import Task, load_task
 from evo_nos.fitness.train import score_rule
-from evo_nos.known import resolve
-from evo_nos.rules import Rule
+from evo_nos.core.known import resolve
+from evo_nos.core.rules import Rule
 
 STATE_VERSION = 1
 _DATA_KEYS = ("data", "n_train", "n_val", "image_size", "n_classes", "data_seed",

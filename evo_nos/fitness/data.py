@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torchvision.datasets import CIFAR10 as TorchvisionCIFAR10
 
 SYNTHETIC, CIFAR10, IMAGEFOLDER = "synthetic", "cifar10", "imagefolder"
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".gif", ".webp"}
@@ -157,7 +158,7 @@ def _choose(n_available: int, total: int, seed: int, source: str) -> torch.Tenso
     return torch.randperm(n_available, generator=gen)[:total]
 
 
-def _resize(x: torch.Tensor, image_size: int) -> torch.Tensor:
+def resize(x: torch.Tensor, image_size: int) -> torch.Tensor:
     if x.shape[-1] == image_size and x.shape[-2] == image_size:
         return x
     out = F.interpolate(x.float(), size=(image_size, image_size), mode="bilinear",
@@ -166,13 +167,9 @@ def _resize(x: torch.Tensor, image_size: int) -> torch.Tensor:
 
 
 def _cifar10_subset(total: int, image_size: int, seed: int):
-    try:
-        from torchvision.datasets import CIFAR10 as _Cifar10
-    except ImportError as err:  # pragma: no cover - torchvision is a dependency
-        raise DataError("torchvision is needed for --data cifar10") from err
     root = data_dir() / "cifar10"
     try:
-        dataset = _Cifar10(str(root), train=True, download=True)
+        dataset = TorchvisionCIFAR10(str(root), train=True, download=True)
     except Exception as err:  # offline, blocked, corrupt: all end the same way
         raise DataError(
             f"could not download CIFAR-10 into {root} ({type(err).__name__}: {err}). "
@@ -182,7 +179,7 @@ def _cifar10_subset(total: int, image_size: int, seed: int):
     index = _choose(len(dataset.data), total, seed, "CIFAR-10")
     x = torch.from_numpy(dataset.data[index.numpy()]).permute(0, 3, 1, 2).contiguous()
     y = torch.as_tensor(dataset.targets)[index]
-    return _resize(x, image_size), y, len(dataset.classes)
+    return resize(x, image_size), y, len(dataset.classes)
 
 
 def _list_imagefolder(train: Path) -> tuple[list[Path], list[int], list[str]]:
@@ -232,7 +229,7 @@ def decode_images(files: list[Path], image_size: int) -> torch.Tensor:
     out = torch.empty((len(files), 3, image_size, image_size), dtype=torch.uint8)
     decode = _decoder()
     for i, path in enumerate(files):
-        out[i] = _resize(decode(path)[None], image_size)[0]
+        out[i] = resize(decode(path)[None], image_size)[0]
     return out
 
 

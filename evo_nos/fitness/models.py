@@ -66,7 +66,7 @@ def make_child(seed: int, *, image_size: int = 32, n_classes: int = 10, width: i
     return model
 
 
-# -- a larger network for the transfer check (evo_nos.transfer) ---------------------------
+# -- a larger network for the transfer check (evo_nos.experiments.transfer) ---------------------------
 class _BasicBlock(nn.Module):
     """conv3x3 · BN · ReLU · conv3x3 · BN, plus the input (1x1 conv + BN when the shape
     changes), then ReLU: the basic residual block."""

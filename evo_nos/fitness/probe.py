@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import torch
 
-from evo_nos.known import resolve
-from evo_nos.operators.primitives import RuleSettings
-from evo_nos.optim import RuleOptimizer
-from evo_nos.rules import Rule
+from evo_nos.core.known import resolve
+from evo_nos.core.primitives import RuleSettings
+from evo_nos.optim.optimizer import RuleOptimizer
+from evo_nos.core.rules import Rule
 
 
 def probe_gradients(steps: int, dim: int, seed: int, *, log10_range=(-3.0, 1.0),

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from evo_nos.fitness.probe import probe_gradients, probe_updates
-from evo_nos.known import resolve
-from evo_nos.rules import Rule
+from evo_nos.core.known import resolve
+from evo_nos.core.rules import Rule
 
 PROBE_SEED_A, PROBE_SEED_B, NOISE_SEED = 0, 1, 0
 

@@ -17,8 +17,8 @@ import torch
 from evo_nos.fitness.evaluation import CACHED, INVALID, OK, Evaluation
 from evo_nos.fitness.probe import probe_gradients, probe_updates
 from evo_nos.fitness.screen import fingerprint_of
-from evo_nos.known import resolve
-from evo_nos.rules import Rule
+from evo_nos.core.known import resolve
+from evo_nos.core.rules import Rule
 
 FOUND = 0.999
 

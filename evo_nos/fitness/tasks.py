@@ -1,8 +1,9 @@
 """Tasks: every number of the scoring protocol, as one frozen dataclass.
 
 A :class:`Task` is what a candidate rule is scored on: the data, the child network, the
-learning-rate grid and epochs, the screen.  Presets live in ``runs/<name>.toml`` (flat
-``key = value`` files, keys are the Task's fields):
+learning-rate grid and epochs, the screen.  Presets ship inside the package, in
+``evo_nos/fitness/presets/<name>.toml`` (flat ``key = value`` files, keys are the Task's
+fields), so every install finds them:
 
 * ``smoke`` -- synthetic data, a second or two per candidate: CI and quick checks.
 * ``cpu``   -- a CIFAR-10 subset sized so one candidate takes 10-30 s on two CPU cores.
@@ -18,12 +19,12 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 try:  # Python >= 3.11
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
-
-import evo_nos
 
 PAPER_LRS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 
@@ -85,13 +86,26 @@ class Task:
 TASK_KEYS = tuple(f.name for f in dataclasses.fields(Task))
 
 
-def runs_dir() -> Path:
-    """The committed presets: ``runs/`` beside the package (evo_nos is installed editable)."""
-    return Path(evo_nos.__file__).resolve().parents[1] / "runs"
+PRESETS_DIR = Path(__file__).resolve().parent / "presets"
+
+
+def presets_dir() -> Path:
+    """The presets shipped with evo_nos (``evo_nos/fitness/presets``, in any install)."""
+    return PRESETS_DIR
 
 
 def presets() -> list[str]:
-    return sorted(p.stem for p in runs_dir().glob("*.toml"))
+    return sorted(p.stem for p in presets_dir().glob("*.toml"))
+
+
+def default_preset() -> str:
+    """``nos`` (the paper's protocol) when a GPU is visible, else ``cpu``."""
+    return "nos" if torch.cuda.is_available() else "cpu"
+
+
+def preset_key(preset: str) -> str:
+    """The name a preset is logged under: ``cpu`` for ``cpu`` and for ``path/cpu.toml``."""
+    return Path(preset).stem if str(preset).endswith(".toml") else str(preset)
 
 
 def _check_keys(values: dict, source: str = "task settings") -> dict:
@@ -102,7 +116,7 @@ def _check_keys(values: dict, source: str = "task settings") -> dict:
 
 
 def load_task(name_or_path: str | Path = "smoke", **overrides) -> Task:
-    """A preset by name (``runs/<name>.toml``) or a TOML file path, with overrides.
+    """A preset by name (one of :func:`presets`) or a TOML file path, with overrides.
 
     Overrides whose value is None are ignored (so CLI options left unset change nothing).
     """
@@ -113,10 +127,10 @@ def load_task(name_or_path: str | Path = "smoke", **overrides) -> Task:
             raise FileNotFoundError(f"task file {path} does not exist")
         name = path.stem
     else:
-        path = runs_dir() / f"{text}.toml"
+        path = presets_dir() / f"{text}.toml"
         if not path.is_file():
             raise ValueError(f"unknown preset {text!r}; presets: {presets()} "
-                             f"(in {runs_dir()}), or give a path to a .toml file")
+                             f"(in {presets_dir()}), or give a path to a .toml file")
         name = text
     with open(path, "rb") as fh:
         values = tomllib.load(fh)

@@ -27,19 +27,19 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from evo_nos.core.threads import torch_threads
 from evo_nos.fitness.data import DeviceData
 from evo_nos.fitness.evaluation import DIVERGED, OK, Evaluation
 from evo_nos.fitness.models import make_child
 from evo_nos.fitness.tasks import Task
-from evo_nos.known import resolve
-from evo_nos.optim import RuleOptimizer
-from evo_nos.rules import Rule
+from evo_nos.core.known import resolve
+from evo_nos.optim.optimizer import RuleOptimizer
+from evo_nos.core.rules import Rule
 
 
 @dataclass
@@ -55,20 +55,6 @@ class RunResult:
 def run_steps(task: Task, data: DeviceData, epochs: float) -> int:
     """Optimizer steps of a run of ``epochs`` epochs (fractional epochs allowed)."""
     return max(1, int(round(epochs * data.steps_per_epoch(task.batch_size))))
-
-
-@contextmanager
-def torch_threads(n: int):
-    """Run with ``n`` intra-op CPU threads (0: leave torch's setting alone)."""
-    if n <= 0:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _all_finite(model: torch.nn.Module) -> bool:

@@ -7,7 +7,7 @@ Representation.  A rule becomes a :class:`deap.gp.PrimitiveTree` over a
     Bare  <- binary(Slot, Slot)   every binary function
     Bare  <- operand              every operand (a terminal)
 
-and a tree's root is a ``Slot``.  The identity, elided in a :class:`~evo_nos.rules.Rule`,
+and a tree's root is a ``Slot``.  The identity, elided in a :class:`~evo_nos.core.rules.Rule`,
 is explicit in a tree, so every rule of the grammar has exactly one tree and
 ``tree_to_rule(rule_to_tree(r)) == r``.  The primitive set is derived from the
 primitive table filtered by the :class:`SearchSpace`, never written out by hand.
@@ -43,9 +43,9 @@ from dataclasses import dataclass, field
 
 from deap import gp
 
-from evo_nos.operators.primitives import BINARY, OPERAND, PRIMITIVES, UNARY
+from evo_nos.core.primitives import BINARY, OPERAND, PRIMITIVES, UNARY
 from evo_nos.operators.space import SearchSpace
-from evo_nos.rules import Rule
+from evo_nos.core.rules import Rule
 
 OPERATORS = ("crossover", "subtree", "point", "shrink", "insert")
 MUTATIONS = ("subtree", "point", "shrink", "insert")

@@ -1,6 +1,6 @@
 """The search space every strategy shares: the paper's grammar and its size bound.
 
-With the identity elided (see :mod:`evo_nos.rules`), the grammar is::
+With the identity elided (see :mod:`evo_nos.core.rules`), the grammar is::
 
     rule   := slot
     slot   := operand | binary | unary(operand) | unary(binary)     (unary ≠ id)
@@ -16,8 +16,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from evo_nos.operators.primitives import BINARIES, OPERAND, OPERANDS, UNARIES, UNARY
-from evo_nos.rules import Rule
+from evo_nos.core.primitives import BINARIES, OPERAND, OPERANDS, UNARIES, UNARY
+from evo_nos.core.rules import Rule
 
 _ALL_OPERANDS = tuple(p.name for p in OPERANDS)
 _ALL_UNARIES = tuple(p.name for p in UNARIES)          # includes "id"

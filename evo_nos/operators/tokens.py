@@ -42,9 +42,9 @@ from dataclasses import dataclass
 
 import torch
 
-from evo_nos.operators.primitives import BINARY, OPERAND, PRIMITIVES, UNARY
+from evo_nos.core.primitives import BINARY, OPERAND, PRIMITIVES, UNARY
 from evo_nos.operators.space import SearchSpace
-from evo_nos.rules import Rule
+from evo_nos.core.rules import Rule
 
 ROOTS = ("binary", "slot")
 

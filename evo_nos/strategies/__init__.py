@@ -1,21 +1,23 @@
-"""Search strategies, by name: ``make_strategy("evo", space, seed, population=50)``.
+"""Layer 5, strategies, by name: ``make_strategy("evo", space, seed, population=50)``.
 
-A strategy is registered as ``"module:Class"`` and imported on first use, so adding one
-(``rl``) is one entry in :data:`STRATEGIES` and the command line (``--strategy``) picks
-it up.  A strategy class takes ``(space, seed, **settings)`` and exposes a ``settings``
-dict (logged as MLflow params).
+Adding a strategy is one entry in :data:`STRATEGIES`; the command line (``--strategy``,
+``--set KEY=VALUE`` and each strategy's ``OPTIONS``) picks it up.  A strategy class
+takes ``(space, seed, **settings)``, its settings are its keyword-only parameters, and
+it exposes a ``settings`` dict (logged as MLflow params).
 """
 from __future__ import annotations
 
-import importlib
 import inspect
 
 from evo_nos.operators.space import SearchSpace
+from evo_nos.strategies.evo import EvoStrategy
+from evo_nos.strategies.random import RandomStrategy
+from evo_nos.strategies.rl import RLStrategy
 
-STRATEGIES: dict[str, str] = {
-    "evo": "evo_nos.strategies.evo:EvoStrategy",
-    "random": "evo_nos.strategies.random:RandomStrategy",
-    "rl": "evo_nos.strategies.rl:RLStrategy",
+STRATEGIES: dict[str, type] = {
+    "evo": EvoStrategy,
+    "random": RandomStrategy,
+    "rl": RLStrategy,
 }
 
 
@@ -23,19 +25,23 @@ def strategy_names() -> list[str]:
     return list(STRATEGIES)
 
 
-def strategy_class(name: str):
+def strategy_class(name: str) -> type:
     try:
-        target = STRATEGIES[name]
+        return STRATEGIES[name]
     except KeyError:
         raise ValueError(f"unknown strategy {name!r}; choose from {strategy_names()}") from None
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)
+
+
+def strategy_defaults(name: str) -> dict:
+    """The keyword settings a strategy accepts (beyond space and seed), with defaults."""
+    params = inspect.signature(strategy_class(name).__init__).parameters
+    return {p.name: p.default for p in params.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
 def strategy_settings(name: str) -> list[str]:
-    """The keyword settings a strategy accepts (beyond space and seed)."""
-    params = inspect.signature(strategy_class(name).__init__).parameters
-    return [p.name for p in params.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    """The names of the keyword settings a strategy accepts."""
+    return list(strategy_defaults(name))
 
 
 def make_strategy(name: str, space: SearchSpace | None = None, seed: int = 0, **settings):
@@ -46,3 +52,7 @@ def make_strategy(name: str, space: SearchSpace | None = None, seed: int = 0, **
         raise ValueError(f"strategy {name!r} has no setting(s) {unknown}; its settings: "
                          f"{known or 'none'}")
     return strategy_class(name)(space or SearchSpace(), seed, **settings)
+
+
+__all__ = ["STRATEGIES", "make_strategy", "strategy_class", "strategy_defaults",
+           "strategy_names", "strategy_settings", "EvoStrategy", "RandomStrategy", "RLStrategy"]

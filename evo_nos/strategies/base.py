@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from evo_nos.fitness.evaluation import Evaluation
-from evo_nos.rules import Rule
+from evo_nos.core.rules import Rule
 
 
 @runtime_checkable

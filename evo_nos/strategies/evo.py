@@ -24,10 +24,10 @@ from collections import deque
 from dataclasses import dataclass
 
 from evo_nos.fitness.evaluation import Evaluation
-from evo_nos.known import resolve
+from evo_nos.core.known import resolve
 from evo_nos.operators.deap_ops import MUTATIONS, Variation
 from evo_nos.operators.space import SearchSpace
-from evo_nos.rules import Rule
+from evo_nos.core.rules import Rule
 
 MODES = ("aging", "mu_plus_lambda")
 
@@ -49,6 +49,15 @@ class EvoStrategy:
     """GP strategy implementing the :class:`~evo_nos.strategies.base.Strategy` protocol."""
 
     name = "evo"
+    # settings with an option of their own on the command line (others: --set KEY=VALUE)
+    OPTIONS = {
+        "population": "population size (default 20)",
+        "tournament": "tournament size (default 5)",
+        "mode": "selection: aging | mu_plus_lambda (default aging)",
+        "offspring": "mu_plus_lambda: children per generation",
+        "crossover_prob": "probability of crossover (default 0.3)",
+        "seed_rules": "warm start, e.g. adam,sgd,powersign (off by default)",
+    }
 
     def __init__(self, space: SearchSpace | None = None, seed: int = 0, *,
                  population: int = 20, tournament: int = 5, mode: str = "aging",

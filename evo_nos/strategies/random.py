@@ -10,7 +10,7 @@ import random
 
 from evo_nos.fitness.evaluation import Evaluation
 from evo_nos.operators.space import SearchSpace
-from evo_nos.rules import Rule
+from evo_nos.core.rules import Rule
 
 
 class RandomStrategy:

@@ -49,16 +49,16 @@ import copy
 import dataclasses
 import inspect
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from evo_nos.core.threads import torch_threads
 from evo_nos.fitness.evaluation import Evaluation
 from evo_nos.operators.space import SearchSpace
 from evo_nos.operators.tokens import TokenGrammar, TreeContext
-from evo_nos.rules import Rule
+from evo_nos.core.rules import Rule
 
 PAD = -1   # token id of the steps after a sequence ended
 
@@ -231,22 +231,6 @@ def _total(per_step: torch.Tensor) -> torch.Tensor:
     return per_step.double().sum(1)
 
 
-@contextmanager
-def _torch_threads(n: int):
-    """Run with ``n`` torch threads, then restore the caller's setting.  The controller's
-    tensors are tiny: extra threads only add overhead, and on a busy machine (parallel
-    trainings, other test runs) they made each update ~10x slower."""
-    before = torch.get_num_threads()
-    if n <= 0 or n == before:
-        yield
-        return
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _pad(seqs: list[list[int]], length: int) -> torch.Tensor:
     out = torch.full((len(seqs), length), PAD, dtype=torch.long)
     for i, seq in enumerate(seqs):
@@ -292,7 +276,7 @@ class RLStrategy:
     def ask(self, n: int) -> list[Rule]:
         if n < 1:
             return []
-        with _torch_threads(self.rl_settings.num_threads):
+        with torch_threads(self.rl_settings.num_threads):
             samples = self.controller.sample(n, self.generator)
         rules = []
         for row, logp in zip(samples.tokens.tolist(), samples.log_prob.tolist()):
@@ -314,7 +298,7 @@ class RLStrategy:
                 reward = self.rl_settings.invalid_reward
             self.buffer.append((seq, logp, reward))
         if len(self.buffer) >= self.rl_settings.min_batch:
-            with _torch_threads(self.rl_settings.num_threads):
+            with torch_threads(self.rl_settings.num_threads):
                 self._update()
 
     def _take_pending(self, rule: Rule) -> tuple[list[int] | None, float]:
@@ -376,7 +360,7 @@ class RLStrategy:
     def log_probs(self, sequences: list[list[int]]) -> torch.Tensor:
         """Current log-probabilities of token sequences (one batch, re-scored)."""
         tokens = _pad(sequences, self.grammar.max_length)
-        with _torch_threads(self.rl_settings.num_threads):
+        with torch_threads(self.rl_settings.num_threads):
             return self.controller.score(tokens)[0]
 
     # -- checkpoints ----------------------------------------------------------------------

@@ -13,7 +13,7 @@ Operand code may refer to the names bound by the compiled step: ``g`` (gradient)
 ``w`` (weights), ``m``, ``v``, ``r`` (running averages of g, g², g³, bias corrected
 when the setting is on), ``t`` (an int: steps completed before this one, so the first
 step sees t = 0), ``one``/``two`` (0-dim constants) and ``ld``/``cd``/``rd`` (0-dim decay
-values at t).  :mod:`evo_nos.kernels` binds them.
+values at t).  :mod:`evo_nos.optim.kernels` binds them.
 """
 from __future__ import annotations
 
@@ -133,11 +133,11 @@ PRIMITIVES: tuple[Primitive, ...] = (
         r"\operatorname{{clip}}\left({0}, 10^{{-4}}\right)", doc="clamp to ±1e-4"),
     _un("clip3", "torch.clamp({0}, -1e-3, 1e-3)", "clip({0}, 10⁻³)",
         r"\operatorname{{clip}}\left({0}, 10^{{-3}}\right)", doc="clamp to ±1e-3"),
-    _un("drop1", "_drop({0}, 0.1, {drop_rescale!r})", "drop({0}, 0.1)",
+    _un("drop1", "drop({0}, 0.1, {drop_rescale!r})", "drop({0}, 0.1)",
         r"\operatorname{{drop}}\left({0}, 0.1\right)", _RAND, "zero entries with p=0.1"),
-    _un("drop3", "_drop({0}, 0.3, {drop_rescale!r})", "drop({0}, 0.3)",
+    _un("drop3", "drop({0}, 0.3, {drop_rescale!r})", "drop({0}, 0.3)",
         r"\operatorname{{drop}}\left({0}, 0.3\right)", _RAND, "zero entries with p=0.3"),
-    _un("drop5", "_drop({0}, 0.5, {drop_rescale!r})", "drop({0}, 0.5)",
+    _un("drop5", "drop({0}, 0.5, {drop_rescale!r})", "drop({0}, 0.5)",
         r"\operatorname{{drop}}\left({0}, 0.5\right)", _RAND, "zero entries with p=0.5"),
     _un("sign", "torch.sign({0})", "sign({0})", r"\operatorname{{sign}}\left({0}\right)",
         doc="sign, sign(0) = 0"),

@@ -33,232 +33,23 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pickle
-import random
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import torch
+from tqdm.auto import tqdm
 
+from evo_nos.core.files import write_atomic
 from evo_nos.fitness.evaluation import CACHED, DIVERGED, INVALID, OK, Evaluation
-from evo_nos.known import name_of
-from evo_nos.rules import Rule
+from evo_nos.search.checkpoint import (CHECKPOINT_FILE, CHECKPOINT_VERSION, SUMMARY_FILE,
+                                       load_checkpoint, rng_states, set_rng_states)
+from evo_nos.search.hall_of_fame import HallOfFame
 
-CHECKPOINT_FILE = "checkpoint.pkl"
-SUMMARY_FILE = "run.json"
-CHECKPOINT_VERSION = 1
 FINISHED, INTERRUPTED, TIME_LIMIT, STALLED, RUNNING = (
     "finished", "interrupted", "time_limit", "stalled", "running")
-
-
-# -- hall of fame ------------------------------------------------------------------------
-@dataclass
-class _Entry:
-    evaluation: Evaluation
-    order: int          # when it was first seen (earlier wins ties)
-    complexity: int
-
-
-class HallOfFame:
-    """The ``size`` best distinct rules, and the best rule per complexity.
-
-    Distinct means a different functional fingerprint when the backend gives one (the
-    simpler rule represents its class), else a different structural key.  Only scored
-    evaluations count (status ok, or cached copies of them).  :meth:`pareto` is the
-    front PySR shows: by increasing complexity, each rule that beats every simpler one.
-    """
-
-    def __init__(self, size: int = 10):
-        if size < 1:
-            raise ValueError(f"hall_of_fame_size must be >= 1, got {size}")
-        self.size = size
-        self._top: dict[str, _Entry] = {}
-        self._by_complexity: dict[int, _Entry] = {}
-        self._seen = 0
-
-    @staticmethod
-    def _identity(evaluation: Evaluation, rule: Rule) -> str:
-        return evaluation.fingerprint or rule.key
-
-    def update(self, evaluation: Evaluation) -> bool:
-        """Consider one evaluation; True when the hall of fame changed."""
-        if evaluation.status not in (OK, CACHED) or not math.isfinite(evaluation.fitness):
-            return False
-        rule = Rule.parse(evaluation.rule)
-        entry = _Entry(evaluation, self._seen, rule.complexity)
-        self._seen += 1
-        changed = False
-        ident = self._identity(evaluation, rule)
-        old = self._top.get(ident)
-        if old is not None:
-            # the same behaviour again: the simpler (then fitter) rule represents it
-            if (entry.complexity, -evaluation.fitness) < (old.complexity, -old.evaluation.fitness):
-                self._top[ident] = entry
-                changed = True
-        elif len(self._top) < self.size:
-            self._top[ident] = entry
-            changed = True
-        else:
-            worst_ident, worst = min(self._top.items(), key=lambda kv: self._rank_key(kv[1]))
-            if self._rank_key(entry) > self._rank_key(worst):
-                del self._top[worst_ident]
-                self._top[ident] = entry
-                changed = True
-        best = self._by_complexity.get(entry.complexity)
-        if best is None or entry.evaluation.fitness > best.evaluation.fitness:
-            self._by_complexity[entry.complexity] = entry
-            changed = True
-        return changed
-
-    @staticmethod
-    def _rank_key(entry: _Entry):
-        # larger is better: higher fitness, then simpler, then earlier
-        return (entry.evaluation.fitness, -entry.complexity, -entry.order)
-
-    @property
-    def top(self) -> list[Evaluation]:
-        entries = sorted(self._top.values(), key=self._rank_key, reverse=True)
-        return [e.evaluation for e in entries]
-
-    @property
-    def best(self) -> Evaluation | None:
-        top = self.top
-        return top[0] if top else None
-
-    def pareto(self) -> list[Evaluation]:
-        front, best = [], -math.inf
-        for complexity in sorted(self._by_complexity):
-            entry = self._by_complexity[complexity]
-            if entry.evaluation.fitness > best:
-                front.append(entry.evaluation)
-                best = entry.evaluation.fitness
-        return front
-
-    def __len__(self) -> int:
-        return len(self._top)
-
-    # -- views ------------------------------------------------------------------------
-    @staticmethod
-    def row(evaluation: Evaluation, rank: int | None = None) -> dict:
-        rule = Rule.parse(evaluation.rule)
-        out = {} if rank is None else {"rank": rank}
-        out.update({
-            "rule": rule.canonical, "name": name_of(rule) or "", "math": rule.math,
-            "latex": rule.latex, "fitness": float(evaluation.fitness),
-            "best_lr": evaluation.best_lr, "complexity": rule.complexity,
-            "status": evaluation.status,
-        })
-        return out
-
-    def rows(self) -> list[dict]:
-        return [self.row(e, i + 1) for i, e in enumerate(self.top)]
-
-    def pareto_rows(self) -> list[dict]:
-        return [self.row(e) for e in self.pareto()]
-
-    def markdown(self) -> str:
-        def table(rows, columns):
-            lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-            for row in rows:
-                cells = []
-                for c in columns:
-                    value = row.get(c)
-                    if isinstance(value, float):
-                        value = f"{value:.4f}" if c == "fitness" else f"{value:g}"
-                    text = "" if value is None else str(value)
-                    cells.append(f"`{text}`" if c == "rule" else text.replace("|", "\\|"))
-                lines.append("| " + " | ".join(cells) + " |")
-            return "\n".join(lines)
-
-        columns = ["rank", "fitness", "rule", "math", "best_lr", "complexity", "name"]
-        front = ["complexity", "fitness", "rule", "math", "best_lr"]
-        return (f"## Hall of fame (top {self.size})\n\n{table(self.rows(), columns)}\n\n"
-                f"## Pareto front (best rule per complexity)\n\n"
-                f"{table(self.pareto_rows(), front)}\n")
-
-    def table_text(self, width: int = 60) -> str:
-        """A plain-text table for the terminal."""
-        lines = [f"{'#':>3}  {'fitness':>8}  {'lr':>7}  {'cx':>3}  rule"]
-        for row in self.rows():
-            lr = "" if row["best_lr"] is None else f"{row['best_lr']:g}"
-            rule = row["rule"] if len(row["rule"]) <= width else row["rule"][:width - 1] + "…"
-            name = f"  ({row['name']})" if row["name"] else ""
-            lines.append(f"{row['rank']:>3}  {row['fitness']:>8.4f}  {lr:>7}  "
-                         f"{row['complexity']:>3}  {rule}{name}")
-        return "\n".join(lines)
-
-    # -- checkpoints ------------------------------------------------------------------
-    def state_dict(self) -> dict:
-        def dump(entries):
-            return {k: (e.evaluation.to_dict(), e.order, e.complexity) for k, e in entries.items()}
-
-        return {"size": self.size, "top": dump(self._top),
-                "by_complexity": dump(self._by_complexity), "seen": self._seen}
-
-    def load_state_dict(self, state: dict) -> None:
-        def load(entries):
-            return {k: _Entry(Evaluation.from_dict(ev), order, cx)
-                    for k, (ev, order, cx) in entries.items()}
-
-        self.size = state["size"]
-        self._top = load(state["top"])
-        self._by_complexity = load(state["by_complexity"])
-        self._seen = state["seen"]
-
-
-# -- RNG states ---------------------------------------------------------------------------
-def seed_everything(seed: int) -> None:
-    """Seed python's, numpy's and torch's global RNGs (the backend may use them)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def rng_states() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),
-             "torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_states(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-# -- checkpoint files ---------------------------------------------------------------------
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    """The state saved by a search: ``path`` is a checkpoint directory or file."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / CHECKPOINT_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}: was the search started with "
-                                "this checkpoint directory?")
-    with open(path, "rb") as fh:
-        state = pickle.load(fh)
-    if state.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{path} has checkpoint version {state.get('version')}, "
-                         f"this evo_nos reads version {CHECKPOINT_VERSION}")
-    return state
-
+DONE = (FINISHED, STALLED, TIME_LIMIT)      # statuses of a search that needs no resume
 
 @dataclass
 class SearchResult:
@@ -274,6 +65,7 @@ class SearchResult:
     @property
     def best(self) -> Evaluation | None:
         return self.hall_of_fame.best
+
 
 
 # -- the driver ---------------------------------------------------------------------------
@@ -479,7 +271,7 @@ class Search:
     def _write(self, payload: bytes) -> None:
         if self.checkpoint_dir is None:
             return
-        _atomic_write(self.checkpoint_dir / CHECKPOINT_FILE, payload)
+        write_atomic(self.checkpoint_dir / CHECKPOINT_FILE, payload)
         best = self.hall_of_fame.best
         summary = {
             "run_id": self.run_id, "run_name": self.run_name, "status": self.status,
@@ -488,7 +280,7 @@ class Search:
             "best_fitness": best.fitness if best else None, "config": self.config,
             "saved_at": time.strftime("%Y-%m-%d %H:%M:%S"),
         }
-        _atomic_write(self.checkpoint_dir / SUMMARY_FILE,
+        write_atomic(self.checkpoint_dir / SUMMARY_FILE,
                       json.dumps(summary, indent=2, default=str).encode())
 
     def _interrupted(self) -> None:
@@ -546,8 +338,6 @@ class Search:
     def _progress_bar(self):
         if not self.progress:
             return None
-        from tqdm.auto import tqdm
-
         return tqdm(total=self.budget, initial=self.trainings, unit="training",
                     desc=f"{self.strategy.name}", dynamic_ncols=True)
 

@@ -8,8 +8,8 @@
 built from the primitive table's code templates.  :func:`compile_direction` executes
 that source (cached by rule and settings) for :class:`evo_nos.optim.RuleOptimizer` and
 the fitness screen; :mod:`evo_nos.export` writes the very same source into standalone
-files.  Helpers the templates call (``_drop``, ``_decay_values``) live in
-:mod:`evo_nos._standalone`, which is also copied verbatim into exports.
+files.  Helpers the templates call (``drop``, ``decay_values``) live in
+:mod:`evo_nos.optim.standalone`, which is also copied verbatim into exports.
 """
 from __future__ import annotations
 
@@ -18,13 +18,13 @@ import math
 
 import torch
 
-from evo_nos import _standalone
-from evo_nos.operators.primitives import RuleSettings
-from evo_nos.rules import Rule
+from evo_nos.optim import standalone
+from evo_nos.core.primitives import RuleSettings
+from evo_nos.core.rules import Rule
 
 # Names the generated code may use, beside its arguments.
 _NAMESPACE = {"torch": torch, "math": math, **{
-    name: getattr(_standalone, name) for name in _standalone.__all__
+    name: getattr(standalone, name) for name in standalone.__all__
 }}
 
 
@@ -52,7 +52,7 @@ def direction_source(rule: Rule, settings: RuleSettings | None = None,
     decays = [d for d in ("ld", "cd", "rd") if d in ops]
     if decays:
         lines.append(
-            f"    ld, cd, rd = _decay_values(t, T, {settings.cd_periods!r}, "
+            f"    ld, cd, rd = decay_values(t, T, {settings.cd_periods!r}, "
             f"{settings.rd_periods!r})"
         )
         for d in decays:

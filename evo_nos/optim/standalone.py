@@ -4,16 +4,16 @@ This module imports only torch and the standard library because
 :mod:`evo_nos.export` copies it verbatim into every exported optimizer file:
 :class:`evo_nos.optim.RuleOptimizer` and an exported optimizer run the very same
 ``step``.  A concrete optimizer only supplies the rule's compiled ``_direction``
-function (see :mod:`evo_nos.kernels`) and the settings below.
+function (see :mod:`evo_nos.optim.kernels`) and the settings below.
 """
 import math
 
 import torch
 
-__all__ = ["_drop", "_decay_values"]   # what generated direction code may call
+__all__ = ["drop", "decay_values"]   # what generated direction code may call
 
 
-def _drop(x, p, rescale):
+def drop(x, p, rescale):
     """Zero each entry of x with probability p (rescaled by 1/(1-p) when asked)."""
     kept = x * (torch.rand_like(x) >= p)
     return kept / (1.0 - p) if rescale else kept
@@ -31,7 +31,7 @@ def _flat(tensors):
     return torch.cat([t.reshape(-1) for t in tensors])
 
 
-def _decay_values(t, T, cd_periods, rd_periods):
+def decay_values(t, T, cd_periods, rd_periods):
     """Linear, cosine and restart decays at step t of T (t clamped to [0, T])."""
     tc = min(max(t, 0), T)
     linear = max(0.0, (T - tc) / T)
@@ -40,7 +40,7 @@ def _decay_values(t, T, cd_periods, rd_periods):
     return linear, cosine, restart
 
 
-class _RuleOptimizerBase(torch.optim.Optimizer):
+class RuleOptimizerBase(torch.optim.Optimizer):
     """``w <- w - lr * direction(g, w, m, v, r, t, T)``, torch.optim style.
 
     Subclasses set ``_direction`` (the compiled rule), ``_averages`` (which running

@@ -30,41 +30,20 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
-import warnings
-from pathlib import Path
-from urllib.parse import urlparse
 
-import mlflow
+from matplotlib.figure import Figure   # no pyplot: no global figure state or GUI
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 
-PARENT_TAG = "mlflow.parentRunId"
-NOTE_TAG = "mlflow.note.content"
+from evo_nos.tracking.store import (DEFAULT_EXPERIMENT, NOTE_TAG, PARENT_TAG,
+                                    default_artifact_location, default_tracking_uri)
+from evo_nos.optim.export import default_class_name, export_source, export_spec
+
 _BATCH = 100          # params / tags per log_batch call (MLflow's limit)
 _METRIC_BATCH = 1000  # metrics per log_batch call (MLflow's limit)
-
-
-def default_tracking_uri() -> str:
-    """``$MLFLOW_TRACKING_URI``, else MLflow's default for this working directory."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or mlflow.get_tracking_uri()
-
-
-def default_artifact_location(tracking_uri: str) -> str | None:
-    """``<folder of the SQLite file>/mlartifacts`` as a file URI; None for servers."""
-    parsed = urlparse(tracking_uri)
-    if parsed.scheme == "sqlite":
-        db_path = tracking_uri[len("sqlite:///"):]
-        if db_path in ("", ":memory:"):
-            return None
-        folder = Path(db_path).expanduser().resolve().parent
-        return (folder / "mlartifacts").as_uri()
-    if parsed.scheme in ("", "file"):
-        folder = Path(parsed.path if parsed.scheme else tracking_uri).expanduser().resolve()
-        return (folder.parent / "mlartifacts").as_uri()
-    return None
 
 
 def _param_value(value) -> str:
@@ -76,7 +55,7 @@ def _param_value(value) -> str:
 class Tracker:
     """Logs one search to MLflow through ``MlflowClient`` (no global active run)."""
 
-    def __init__(self, experiment: str = "evo_nos", tracking_uri: str | None = None,
+    def __init__(self, experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str | None = None,
                  artifact_location: str | None = None):
         self.tracking_uri = tracking_uri or default_tracking_uri()
         self.client = MlflowClient(tracking_uri=self.tracking_uri)
@@ -191,16 +170,12 @@ class Tracker:
         """``log_table`` appends to an existing file; a refreshed table replaces it."""
         existing = [f.path for f in self.client.list_artifacts(run_id)]
         if artifact_file in existing:
-            from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-
             repo = get_artifact_repository(self.client.get_run(run_id).info.artifact_uri)
             repo.delete_artifacts(artifact_file)
         data = {c: [row.get(c) for row in rows] for c in columns}
         self.client.log_table(run_id, data=data, artifact_file=artifact_file)
 
     def _log_curve(self, run_id: str, curve: list, budget: int, strategy: str) -> None:
-        from matplotlib.figure import Figure   # no pyplot: no global figure state or GUI
-
         fig = Figure(figsize=(6, 3.6), dpi=100)
         ax = fig.add_subplot(1, 1, 1)
         points = [(s, b) for s, b in curve if math.isfinite(b)]
@@ -215,11 +190,6 @@ class Tracker:
         self.client.log_figure(run_id, fig, "best_fitness.png")
 
     def _log_export(self, run_id: str, rule: str, settings) -> None:
-        try:
-            from evo_nos.export import default_class_name, export_source, export_spec
-        except ImportError as err:   # the export module is optional for tracking
-            warnings.warn(f"best rule not exported: {err}")
-            return
         name = default_class_name(rule)
         self.client.log_text(run_id, export_source(rule, class_name=name, settings=settings),
                              f"best_optimizer/{name}.py")
@@ -256,200 +226,6 @@ _HISTORY_COLUMNS = ("index", "step", "elapsed", "rule", "fitness", "status", "be
                     "trainings", "seconds", "reason")
 
 
-# =========================================================================================
-# Reading runs back, and logging report runs (compare, references, transfer, export --run).
-#
-# Kept here so that tracking.py stays the only module importing mlflow: every reader
-# returns plain data (dataclasses, dicts, lists).  Search runs carry no ``kind`` tag;
-# the runs evo_nos logs about searches do: ``kind=reference`` (scores of the known rules,
-# evo_nos.references), ``kind=compare`` (a head-to-head report, evo_nos.compare) and
-# ``kind=transfer`` (evo_nos.transfer).
-# =========================================================================================
-from dataclasses import dataclass  # noqa: E402  (this section only)
-
-KIND_TAG = "kind"
-SEARCH = "search"
-RUN_KINDS = (SEARCH, "reference", "compare", "transfer")
-
-
-@dataclass
-class RunRecord:
-    """One MLflow run as plain data (times in seconds since the epoch)."""
-
-    run_id: str
-    name: str
-    experiment_id: str
-    status: str                     # RUNNING | FINISHED | KILLED | FAILED | SCHEDULED
-    start_time: float | None
-    end_time: float | None
-    params: dict
-    tags: dict
-    metrics: dict                   # the latest value of every metric
-
-    @property
-    def kind(self) -> str:
-        return self.tags.get(KIND_TAG) or SEARCH
-
-    @property
-    def is_child(self) -> bool:
-        return PARENT_TAG in self.tags
-
-
-def _reader(tracking_uri: str | None) -> MlflowClient:
-    return MlflowClient(tracking_uri=tracking_uri or default_tracking_uri())
-
-
-def _record(run) -> RunRecord:
-    info = run.info
-    return RunRecord(
-        run_id=info.run_id, name=info.run_name or "", experiment_id=info.experiment_id,
-        status=info.status,
-        start_time=info.start_time / 1000.0 if info.start_time else None,
-        end_time=info.end_time / 1000.0 if info.end_time else None,
-        params=dict(run.data.params), tags=dict(run.data.tags),
-        metrics=dict(run.data.metrics))
-
-
-def experiment_id_of(experiment: str, tracking_uri: str | None = None) -> str:
-    """The id of an existing experiment; the error lists the experiments there are."""
-    client = _reader(tracking_uri)
-    found = client.get_experiment_by_name(experiment)
-    if found is None or found.lifecycle_stage != "active":
-        names = sorted(e.name for e in client.search_experiments())
-        raise ValueError(f"no MLflow experiment {experiment!r} in "
-                         f"{tracking_uri or default_tracking_uri()}; experiments there: "
-                         f"{names or 'none'} (set MLFLOW_TRACKING_URI or --experiment)")
-    return found.experiment_id
-
-
-def find_runs(experiment: str = "evo_nos", tracking_uri: str | None = None, *,
-              kind: str | None = SEARCH, tags: dict | None = None,
-              parents_only: bool = True) -> list[RunRecord]:
-    """The runs of ``experiment`` of one ``kind`` (None: any), oldest first.
-
-    ``tags`` keeps only runs whose tags have exactly these (string) values.
-    """
-    if kind is not None and kind not in RUN_KINDS:
-        raise ValueError(f"kind must be one of {RUN_KINDS} or None, got {kind!r}")
-    client = _reader(tracking_uri)
-    experiment_id = experiment_id_of(experiment, tracking_uri)
-    clauses = []
-    if parents_only:
-        clauses.append(f"tags.`{PARENT_TAG}` IS NULL")
-    if kind not in (None, SEARCH):
-        clauses.append(f"tags.`{KIND_TAG}` = '{kind}'")
-    for key, value in (tags or {}).items():
-        clauses.append(f"tags.`{key}` = '{_quoted(value)}'")
-    runs, token = [], None
-    while True:
-        page = client.search_runs([experiment_id], filter_string=" and ".join(clauses),
-                                  max_results=1000, order_by=["attributes.start_time ASC"],
-                                  page_token=token)
-        runs.extend(_record(r) for r in page)
-        token = page.token
-        if not token:
-            break
-    if kind == SEARCH:
-        runs = [r for r in runs if r.kind == SEARCH]
-    return runs
-
-
-def _quoted(value) -> str:
-    return str(value).replace("'", "\\'")
-
-
-def load_search_runs(experiment: str = "evo_nos", tracking_uri: str | None = None,
-                     **tags) -> list[RunRecord]:
-    """The parent runs of the searches in ``experiment`` (optionally matching ``tags``)."""
-    return find_runs(experiment, tracking_uri, kind=SEARCH, tags=tags or None)
-
-
-def get_run(run_id: str, tracking_uri: str | None = None) -> RunRecord:
-    """One run by id; the error says which store was searched."""
-    client = _reader(tracking_uri)
-    try:
-        return _record(client.get_run(run_id))
-    except MlflowException as err:
-        raise ValueError(f"no MLflow run {run_id!r} in {tracking_uri or default_tracking_uri()}"
-                         " (set MLFLOW_TRACKING_URI, or run from the folder holding "
-                         "mlflow.db)") from err
-
-
-def metric_history(run_id: str, key: str,
-                   tracking_uri: str | None = None) -> list[tuple[int, float, float]]:
-    """``(step, value, timestamp in seconds)`` of one metric, by step then time."""
-    points = _reader(tracking_uri).get_metric_history(run_id, key)
-    return sorted((int(m.step), float(m.value), m.timestamp / 1000.0) for m in points)
-
-
-def list_artifacts(run_id: str, tracking_uri: str | None = None) -> list[str]:
-    """The artifact paths at the top of a run's artifact tree."""
-    return [f.path for f in _reader(tracking_uri).list_artifacts(run_id)]
-
-
-def load_artifact_text(run_id: str, path: str, tracking_uri: str | None = None) -> str | None:
-    """The text of one artifact, or None when the run has no such artifact.
-
-    Artifacts in a local folder (the default store) are read in place; others are
-    downloaded to a temporary folder without MLflow's progress bar.
-    """
-    import tempfile
-    from urllib.request import url2pathname
-
-    client = _reader(tracking_uri)
-    artifact_uri = client.get_run(run_id).info.artifact_uri
-    parsed = urlparse(artifact_uri)
-    if parsed.scheme in ("", "file"):
-        local = Path(url2pathname(parsed.path)) / path
-        return local.read_text(encoding="utf-8") if local.is_file() else None
-    folder, _, name = path.rpartition("/")
-    if name not in {Path(f.path).name for f in client.list_artifacts(run_id, folder or None)}:
-        return None
-    before = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
-    try:
-        with tempfile.TemporaryDirectory(prefix="evo_nos_artifact_") as tmp:
-            return Path(client.download_artifacts(run_id, path, tmp)).read_text(encoding="utf-8")
-    finally:
-        if before is None:
-            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
-        else:
-            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = before
-
-
-def load_table(run_id: str, path: str, tracking_uri: str | None = None) -> list[dict] | None:
-    """A table logged with ``log_table`` as a list of row dicts, or None when absent."""
-    text = load_artifact_text(run_id, path, tracking_uri)
-    if text is None:
-        return None
-    data = json.loads(text)
-    columns = data.get("columns", [])
-    return [dict(zip(columns, row)) for row in data.get("data", [])]
-
-
-def load_hall_of_fame(run_id: str, tracking_uri: str | None = None) -> list[dict]:
-    """The hall of fame a search logged (rows: rank, rule, name, math, latex, fitness,
-    best_lr, complexity, status), best first.
-
-    A search still running has logged no table yet: its ``best_rule`` tag is returned
-    as the only row.  A run that is no search is refused, saying what it is.
-    """
-    run = get_run(run_id, tracking_uri)
-    if run.kind != SEARCH:
-        raise ValueError(f"run {run_id} is a {run.kind!r} run, not a search: give the run "
-                         "id of a search (python -m evo_nos.compare lists them)")
-    rows = load_table(run_id, "hall_of_fame.json", tracking_uri)
-    if rows is not None:
-        return sorted(rows, key=lambda r: r.get("rank") or 0)
-    best = run.tags.get("best_rule")
-    if best:
-        fitness = run.tags.get("best_fitness")
-        return [{"rank": 1, "rule": best, "fitness": float(fitness) if fitness else None,
-                 "status": "ok"}]
-    raise ValueError(f"run {run_id} ({run.status}) has no hall of fame yet: no rule was "
-                     "scored; wait for the search or resume it")
-
-
 class ReportTracker(Tracker):
     """A Tracker for runs that are not searches: artifacts logged one by one."""
 
@@ -465,27 +241,3 @@ class ReportTracker(Tracker):
     def log_table(self, rows: list[dict], path: str, columns: list[str] | None = None) -> None:
         columns = columns or list(dict.fromkeys(k for row in rows for k in row))
         self._replace_table(self._id(), path, rows, columns)
-
-
-def hall_of_fame_rule(run_id: str, rank: int = 1, tracking_uri: str | None = None) -> str:
-    """The rule string at ``rank`` (1 = best) of a search's hall of fame.
-
-    The run may also be one of a search's nested hall-of-fame runs (it names its rule).
-    """
-    run = get_run(run_id, tracking_uri)
-    if run.is_child and run.tags.get("rule"):
-        if rank != 1:
-            raise ValueError(f"run {run_id} is the hall-of-fame entry #{run.tags.get('rank')} "
-                             f"of search {run.tags[PARENT_TAG]}: it holds one rule; give "
-                             "the parent run id with --rank instead")
-        return run.tags["rule"]
-    rows = load_hall_of_fame(run_id, tracking_uri)
-    if not 1 <= rank <= len(rows):
-        raise ValueError(f"run {run_id}'s hall of fame has {len(rows)} rule(s): the rank must "
-                         f"be 1..{len(rows)}, got {rank}")
-    return rows[rank - 1]["rule"]
-
-
-def experiment_name(experiment_id: str, tracking_uri: str | None = None) -> str:
-    """The name of the experiment with this id."""
-    return _reader(tracking_uri).get_experiment(experiment_id).name

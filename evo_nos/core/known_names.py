@@ -1,14 +1,10 @@
-"""Named rules: the hand-designed optimizers and the ones the NOS paper discovered.
-
-Any place that accepts a rule accepts one of these names (see :func:`resolve`).
-"""
-from __future__ import annotations
-
-from evo_nos.rules import Rule, RuleSyntaxError
+"""The known rules as plain strings: the hand-designed optimizers and the ones the NOS
+paper discovered.  Pure data (no imports), so the parser can name a known rule used
+inside a rule; :mod:`evo_nos.core.known` parses them into Rules."""
 
 _S = "mul(sign_g, sign_m)"  # +1 where g and m agree in sign, -1 where they disagree
 
-_KNOWN_STRINGS: dict[str, str] = {
+KNOWN_STRINGS: dict[str, str] = {
     # hand-designed
     "sgd": "g",
     "signsgd": "sign_g",
@@ -44,38 +40,8 @@ _KNOWN_STRINGS: dict[str, str] = {
     "nos-14": "mul(drop3(m), exp(w3))",
 }
 
-KNOWN: dict[str, Rule] = {name: Rule.parse(text) for name, text in _KNOWN_STRINGS.items()}
-
 # The rules every comparison shows beside the searched ones.
 REFERENCE_NAMES = (
     "sgd", "momentum", "adam", "rmsprop", "signsgd", "powersign", "addsign",
     "powersign-ld", "addsign-ld",
 )
-
-
-def resolve(rule: "str | Rule") -> Rule:
-    """A Rule from a Rule, a known name (``powersign``) or a rule string."""
-    if isinstance(rule, Rule):
-        return rule
-    if not isinstance(rule, str):
-        raise TypeError(f"expected a rule string, a known name or a Rule, got {type(rule).__name__}")
-    text = rule.strip()
-    if text in KNOWN:
-        return KNOWN[text]
-    try:
-        return Rule.parse(text)
-    except RuleSyntaxError as err:
-        if "(" not in text:
-            raise RuleSyntaxError(
-                f"{text!r} is neither a known rule name ({', '.join(KNOWN)}) nor a primitive",
-                text, 0,
-            ) from err
-        raise
-
-
-def name_of(rule: Rule) -> str | None:
-    """The known name of a rule, if it has one."""
-    for name, known in KNOWN.items():
-        if known == rule:
-            return name
-    return None

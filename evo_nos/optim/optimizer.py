@@ -1,14 +1,14 @@
 """RuleOptimizer: any Rule as a ``torch.optim.Optimizer``."""
 from __future__ import annotations
 
-from evo_nos._standalone import _RuleOptimizerBase
-from evo_nos.kernels import compile_direction
-from evo_nos.known import resolve
-from evo_nos.operators.primitives import RuleSettings
-from evo_nos.rules import Rule
+from evo_nos.optim.standalone import RuleOptimizerBase
+from evo_nos.optim.kernels import compile_direction
+from evo_nos.core.known import resolve
+from evo_nos.core.primitives import RuleSettings
+from evo_nos.core.rules import Rule
 
 
-class RuleOptimizer(_RuleOptimizerBase):
+class RuleOptimizer(RuleOptimizerBase):
     """Runs ``rule`` as an optimizer: ``w <- w - lr * rule(g, m̂, v̂, ...)``.
 
     Args:

@@ -16,7 +16,8 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 
-from evo_nos.operators.primitives import BINARY, BY_NAME, OPERAND, UNARY, Primitive
+from evo_nos.core.known_names import KNOWN_STRINGS
+from evo_nos.core.primitives import BINARY, BY_NAME, OPERAND, UNARY, Primitive
 
 
 class RuleSyntaxError(ValueError):
@@ -37,7 +38,7 @@ class Rule:
     def __post_init__(self) -> None:
         prim = BY_NAME.get(self.op)
         if prim is None:
-            raise ValueError(f"unknown primitive {self.op!r}; see evo_nos.operators.primitives")
+            raise ValueError(f"unknown primitive {self.op!r}; see evo_nos.core.primitives")
         if prim.name == "id":
             raise ValueError("id is not stored in a Rule: use Rule.make('id', x), which returns x")
         if len(self.args) != prim.arity:
@@ -219,9 +220,8 @@ class _Parser:
             raise RuleSyntaxError(f"expected a primitive, found {name!r}", self.text, pos)
         prim = BY_NAME.get(name)
         if prim is None:
-            from evo_nos.known import KNOWN  # noqa: WPS433 (cycle: known imports rules)
-
-            hint = " (a known rule name; use it alone, not inside a rule)" if name in KNOWN else ""
+            hint = (" (a known rule name; use it alone, not inside a rule)"
+                    if name in KNOWN_STRINGS else "")
             raise RuleSyntaxError(f"unknown token {name!r}{hint}", self.text, pos)
         args = []
         if self._peek()[0] == "(":

@@ -1,0 +1,167 @@
+"""``python -m evo_nos.run``: search the NOS space for optimizers, tracked in MLflow.
+
+Examples::
+
+    python -m evo_nos.run                                   # evo, `cpu` preset (`nos` on a GPU)
+    python -m evo_nos.run --strategy random --preset smoke --budget 20
+    python -m evo_nos.run --preset cpu --data imagefolder:/data/cifar10 --budget 60 --n-jobs 2
+    python -m evo_nos.run --fitness standin:powersign --budget 500     # no training: a demo
+    python -m evo_nos.run --resume last                     # continue an interrupted search
+    python -m evo_nos.run --strategy evo rl random --seeds 0 1 2   # head-to-head (campaign)
+
+Strategies come from :data:`evo_nos.strategies.STRATEGIES` (``--strategy``); their
+settings are the ``--population``-style options below or ``--set KEY=VALUE``.  Each
+search writes its checkpoint to ``--out/<strategy>-seed<S>-<time>/`` after every batch;
+Ctrl+C saves and exits (status 130) and ``--resume RUN_ID|last`` continues it in the same
+MLflow run.  Results are exactly reproducible from ``--seed`` when run serially
+(``--n-jobs 1``) with the same ``--batch-size``; the backend seeds every training from
+the rule itself, which is meant to make parallel workers agree too (see
+:mod:`evo_nos.fitness.backend`).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+
+from evo_nos.cli.options import (EXIT_INTERRUPTED, add_search_options, space_args_from,
+                                 strategy_settings_from)
+from evo_nos.cli.campaign import main as campaign_main, wants_campaign
+from evo_nos.fitness.factory import joblib_backend, make_backend
+from evo_nos.fitness.tasks import default_preset, preset_key
+from evo_nos.operators.space import SearchSpace
+from evo_nos.search import INTERRUPTED, SUMMARY_FILE, Search, load_checkpoint, seed_everything
+from evo_nos.search.defaults import (DEFAULT_HALL_OF_FAME, DEFAULT_OUT, DEFAULT_SEED,
+                                     DEFAULT_STRATEGY, default_batch_size, default_budget)
+from evo_nos.strategies import make_strategy
+from evo_nos.tracking import DEFAULT_EXPERIMENT, Tracker
+
+# options that define a search: on --resume they come from the checkpoint, and are ignored here
+RESUME_IGNORES = ("strategy", "preset", "fitness", "budget", "seed", "data", "settings",
+            "max_binary", "operands", "unaries", "binaries", "batch_size", "hall_of_fame",
+            "run_name", "population", "tournament", "mode", "offspring", "crossover_prob",
+            "seed_rules")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m evo_nos.run", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Open the results with: mlflow ui (in the same folder), or "
+               "mlflow ui --backend-store-uri $MLFLOW_TRACKING_URI")
+    add_search_options(p)
+    return p
+
+
+def find_checkpoint(out: Path, which: str) -> Path:
+    """The checkpoint folder of run ``which`` (an MLflow run id, a folder name, or last)."""
+    summaries = sorted(out.glob(f"*/{SUMMARY_FILE}"), key=lambda p: p.stat().st_mtime)
+    if not summaries:
+        raise SystemExit(f"no searches to resume in {out} (give the --out used by the search)")
+    if which == "last":
+        return summaries[-1].parent
+    for path in summaries:
+        if path.parent.name == which:
+            return path.parent
+        try:
+            if json.loads(path.read_text()).get("run_id") == which:
+                return path.parent
+        except (OSError, json.JSONDecodeError):
+            continue
+    raise SystemExit(f"no search with run id or folder {which!r} in {out}; "
+                     f"found: {[p.parent.name for p in summaries]}")
+
+
+# -- main ---------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if wants_campaign(argv):               # several strategies or --seeds: a head-to-head
+        return campaign_main(argv)
+    args = build_parser().parse_args(argv)
+    out = Path(args.out or DEFAULT_OUT)
+
+    if args.resume:
+        directory = find_checkpoint(out, args.resume)
+        state = load_checkpoint(directory)
+        config = dict(state["config"])
+        given = [k for k in RESUME_IGNORES if getattr(args, k, None) not in (None, [])]
+        if given:
+            print(f"note: --resume takes the search's settings from its checkpoint; "
+                  f"ignoring {', '.join('--' + k.replace('_', '-') for k in given)}",
+                  file=sys.stderr)
+        for key in ("device", "n_jobs"):           # execution choices may change
+            if getattr(args, key) is not None:
+                config[key] = getattr(args, key)
+        joblib_name = args.backend or config.get("joblib_backend")
+        strategy_name = state["strategy"]
+    else:
+        preset = args.preset or (None if args.fitness else default_preset())
+        seed = DEFAULT_SEED if args.seed is None else args.seed
+        strategy_name = args.strategy or DEFAULT_STRATEGY
+        n_jobs = args.n_jobs or 1
+        try:
+            strategy_args = strategy_settings_from(args, [strategy_name])
+        except argparse.ArgumentTypeError as err:
+            raise SystemExit(f"error: {err}") from None
+        config = {
+            "seed": seed, "preset": preset_key(preset) if preset else args.fitness,
+            "preset_source": preset, "fitness": args.fitness, "data": args.data,
+            "device": args.device or "auto", "n_jobs": n_jobs,
+            "joblib_backend": args.backend or "loky",
+            "strategy_args": strategy_args, "space_args": space_args_from(args),
+            "experiment": args.experiment or DEFAULT_EXPERIMENT,
+        }
+        budget = args.budget or default_budget(config["preset"])
+        joblib_name = config["joblib_backend"]
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        directory = out / f"{strategy_name}-seed{seed}-{stamp}"
+        while directory.exists():
+            directory = directory.with_name(directory.name + "x")
+
+    try:
+        space = SearchSpace(**config["space_args"])
+        strategy = make_strategy(strategy_name, space, config["seed"], **config["strategy_args"])
+        if config.get("fitness") is None and config.get("preset_source") is None:
+            raise ValueError("give --preset or --fitness")
+        backend = make_backend(dict(config, preset=config.get("preset_source")))
+    except (ValueError, TypeError) as err:
+        raise SystemExit(f"error: {err}") from None
+
+    tracker = Tracker(experiment=config["experiment"], tracking_uri=args.tracking_uri)
+    if args.resume:
+        search = Search.resume(directory, strategy, backend, tracker=tracker,
+                               progress=not args.quiet, time_limit=args.time_limit)
+        print(f"resuming {directory.name}: {search.trainings}/{search.budget} trainings done",
+              file=sys.stderr)
+    else:
+        seed_everything(config["seed"])
+        search = Search(strategy, backend, budget=budget, time_limit=args.time_limit,
+                        batch_size=args.batch_size or default_batch_size(n_jobs),
+                        hall_of_fame_size=args.hall_of_fame or DEFAULT_HALL_OF_FAME,
+                        checkpoint_dir=directory, tracker=tracker, progress=not args.quiet,
+                        run_name=args.run_name, config=config)
+
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(joblib_backend(joblib_name, config["n_jobs"], args.scheduler))
+        except ValueError as err:
+            raise SystemExit(f"error: {err}") from None
+        result = search.run()
+
+    print()
+    print(f"{strategy.name} search {result.status}: {result.trainings} child trainings, "
+          f"{result.evaluations} candidates ({result.counts.get('cached', 0)} cache hits, "
+          f"{result.counts.get('invalid', 0)} invalid)")
+    print(result.hall_of_fame.table_text())
+    print()
+    print(f"MLflow run {result.run_id} in experiment {config['experiment']!r}; open it with:")
+    print(f"    {tracker.ui_command}")
+    print(f"checkpoint: {directory}")
+    if result.status == INTERRUPTED:
+        print(f"interrupted; continue with: python -m evo_nos.run --resume {result.run_id}"
+              f"{'' if out == Path(DEFAULT_OUT) else f' --out {out}'}")
+        return EXIT_INTERRUPTED
+    return 0

@@ -1,0 +1,587 @@
+"""``python -m evo_nos.compare``: the head-to-head report of the searches in an experiment.
+
+Which search finds better optimizers for the same compute?  The report reads the parent
+runs of the searches from MLflow (see :mod:`evo_nos.tracking`) and the reference runs
+(:mod:`evo_nos.experiments.references`), and shows, per strategy over its seeds:
+
+* best fitness so far against child trainings (the budget's unit) and against
+  wall-clock time: the mean over seeds as a line, the spread (min to max) as a band,
+  the reference rules as horizontal lines;
+* a table: best fitness (mean ± sample std over seeds), the child trainings needed to
+  beat Adam and PowerSign (the same-seed reference score; mean over the seeds that
+  did, with how many did), cache-hit and invalid rates, candidates per minute, the
+  trainings actually spent;
+* the top rules each strategy found (its seeds' halls of fame merged).
+
+Only like can be compared with like: searches on different presets, budgets or scoring
+settings are refused, naming which runs differ and how, with the filter that picks one
+group (``--preset``, ``--budget``, ``--runs``).
+
+The report is printed (markdown), written to ``--out`` (``comparison.md``,
+``comparison.json``, ``best_vs_trainings.png``, ``best_vs_time.png``) and logged as its
+own MLflow run tagged ``kind=compare`` in the same experiment.
+
+    python -m evo_nos.compare                                  # every search in evo_nos
+    python -m evo_nos.compare --preset cpu --budget 40 --out results/
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import warnings
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure        # no pyplot: no GUI, no global state
+
+from evo_nos.core.known import name_of
+from evo_nos.core.rules import Rule
+from evo_nos.experiments.references import (HEADLINE, fitness_key, load_references,
+                                            scoring_settings)
+from evo_nos.fitness.evaluation import CACHED, OK
+from evo_nos.search.defaults import DEFAULT_OUT
+from evo_nos.tracking import (DEFAULT_EXPERIMENT, KIND_TAG, NOTE_TAG, ReportTracker, get_run,
+                              load_hall_of_fame, load_search_runs, load_table, metric_history)
+
+THRESHOLDS = ("adam", "powersign")     # "child trainings needed to beat ..."
+SCORED = (OK, CACHED)                  # statuses whose fitness counts (as the driver's)
+TOP_RULES = 5
+
+
+class MixedRunsError(ValueError):
+    """Searches that cannot be compared (different presets, budgets or settings)."""
+
+
+# -- what one search contributes -----------------------------------------------------------
+@dataclass
+class SearchCurve:
+    """One search run as plain data: identity, best-so-far curve, counts, hall of fame."""
+
+    run_id: str
+    name: str
+    strategy: str
+    seed: int | None
+    preset: str
+    budget: int | None
+    status: str
+    settings: dict = field(repr=False)           # scoring settings (fitness.* params)
+    steps: list = field(repr=False)              # child trainings after each candidate
+    elapsed: list = field(repr=False)            # seconds after each candidate
+    best: list = field(repr=False)               # best fitness so far (nan before any)
+    trainings: int = 0
+    evaluations: int = 0
+    cached: int = 0
+    invalid: int = 0
+    seconds: float = 0.0
+    hall_of_fame: list = field(default_factory=list, repr=False)
+
+    @property
+    def final_best(self) -> float:
+        finite = [b for b in self.best if math.isfinite(b)]
+        return finite[-1] if finite else math.nan
+
+    @property
+    def label(self) -> str:
+        seed = "?" if self.seed is None else self.seed
+        return f"{self.strategy} seed {seed} ({self.run_id[:8]})"
+
+    def best_at(self, xs, axis: str = "steps") -> np.ndarray:
+        """Best fitness so far at each x (child trainings or seconds); nan before any."""
+        points = np.asarray(self.steps if axis == "steps" else self.elapsed, dtype=float)
+        values = np.asarray(self.best, dtype=float)
+        out = np.full(len(xs), np.nan)
+        if len(points) == 0:
+            return out
+        idx = np.searchsorted(points, np.asarray(xs, dtype=float), side="right") - 1
+        ok = idx >= 0
+        out[ok] = values[idx[ok]]
+        return out
+
+    def trainings_to_beat(self, score: float | None) -> int | None:
+        """The child trainings spent when the best first exceeded ``score``."""
+        if score is None or not math.isfinite(score):
+            return None
+        for step, best in zip(self.steps, self.best):
+            if math.isfinite(best) and best > score:
+                return int(step)
+        return None
+
+
+def _int(value) -> int | None:
+    try:
+        return int(float(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def load_curve(run, tracking_uri: str | None = None) -> SearchCurve:
+    """A search run's curve: from its ``evaluations.json`` table when the search logged
+    it (at the end, or when interrupted), else from its ``best_fitness`` metric."""
+    params, tags = run.params, run.tags
+    curve = SearchCurve(
+        run_id=run.run_id, name=run.name, strategy=tags.get("strategy") or params.get(
+            "strategy", "?"), seed=_int(params.get("seed")),
+        preset=params.get("preset") or tags.get("preset") or "?",
+        budget=_int(params.get("budget")), status=run.status,
+        settings=scoring_settings(params), steps=[], elapsed=[], best=[])
+    rows = load_table(run.run_id, "evaluations.json", tracking_uri)
+    if rows:
+        rows.sort(key=lambda r: (r.get("index") is None, r.get("index") or 0))
+        best = -math.inf
+        for row in rows:
+            fitness = row.get("fitness")
+            if row.get("status") in SCORED and fitness is not None and \
+                    math.isfinite(float(fitness)) and float(fitness) > best:
+                best = float(fitness)
+            curve.steps.append(int(row.get("step") or 0))
+            curve.elapsed.append(float(row.get("elapsed") or 0.0))
+            curve.best.append(best if math.isfinite(best) else math.nan)
+        statuses = [r.get("status") for r in rows]
+        curve.evaluations = len(rows)
+        curve.cached = statuses.count("cached")
+        curve.invalid = statuses.count("invalid")
+        curve.trainings = max(curve.steps)
+        curve.seconds = max(curve.elapsed)
+    else:       # a search still running (or killed hard): its metrics are all there is
+        start = run.start_time or 0.0
+        for step, value, stamp in metric_history(run.run_id, "best_fitness", tracking_uri):
+            curve.steps.append(step)
+            curve.elapsed.append(max(0.0, stamp - start))
+            curve.best.append(value)
+        metrics = run.metrics
+        curve.evaluations = int(metrics.get("evaluations", len(curve.steps)))
+        curve.cached = int(metrics.get("cache_hits", 0))
+        curve.invalid = int(metrics.get("invalid", 0))
+        curve.trainings = max(curve.steps, default=0)
+        curve.seconds = max(curve.elapsed, default=0.0)
+    try:
+        curve.hall_of_fame = load_hall_of_fame(run.run_id, tracking_uri)
+    except ValueError:
+        curve.hall_of_fame = []
+    return curve
+
+
+# -- like with like -------------------------------------------------------------------------
+def check_comparable(curves: list[SearchCurve]) -> None:
+    """Raise :class:`MixedRunsError` unless all searches share preset, budget and scoring
+    settings; the message names the groups, their runs, and the filter to use."""
+    groups: dict = defaultdict(list)
+    for c in curves:
+        groups[(c.preset, c.budget)].append(c)
+    if len(groups) > 1:
+        lines = ["refusing to compare searches run with different presets or budgets "
+                 "(their fitness values and curves are not comparable):"]
+        for (preset, budget), members in sorted(groups.items(), key=lambda kv: str(kv[0])):
+            runs = ", ".join(c.label for c in members[:6]) + (
+                f", ... ({len(members) - 6} more)" if len(members) > 6 else "")
+            lines.append(f"  preset {preset!r}, budget {budget}: {len(members)} run(s): {runs}")
+        (preset, budget), members = max(groups.items(), key=lambda kv: len(kv[1]))
+        lines.append(f"compare one group at a time, e.g.: python -m evo_nos.compare "
+                     f"--preset {preset} --budget {budget}")
+        raise MixedRunsError("\n".join(lines))
+    keys = set().union(*(c.settings for c in curves)) if curves else set()
+    differ = sorted(k for k in keys if len({c.settings.get(k) for c in curves}) > 1)
+    if differ:
+        lines = ["refusing to compare searches whose preset and budget agree but whose "
+                 "scoring settings differ:"]
+        for key in differ[:8]:
+            values: dict = defaultdict(list)
+            for c in curves:
+                values[c.settings.get(key)].append(c.run_id[:8])
+            lines.append(f"  {key}: " + "; ".join(
+                f"{v!r} in {', '.join(ids)}" for v, ids in values.items()))
+        lines.append("pick the runs to compare with --runs RUN_ID [RUN_ID ...]")
+        raise MixedRunsError("\n".join(lines))
+
+
+# -- the report -----------------------------------------------------------------------------
+def _mean_std(values) -> tuple[float, float]:
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return math.nan, math.nan
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return float(np.mean(values)), std
+
+
+@dataclass
+class StrategySummary:
+    strategy: str
+    runs: list                       # run ids
+    seeds: list
+    best_mean: float
+    best_std: float
+    best_per_seed: list
+    beat: dict                       # reference -> {"mean": x|None, "reached": k, "runs": n,
+                                     #               "per_seed": [..]}
+    cache_hit_rate: float
+    invalid_rate: float
+    candidates_per_min: float
+    trainings_mean: float
+    top_rules: list                  # [{fitness, rule, math, seed, run_id}]
+
+
+@dataclass
+class Report:
+    experiment: str
+    preset: str
+    budget: int | None
+    runs: list                       # SearchCurve
+    references: dict                 # name -> {"mean", "std", "seeds": {seed: fitness}, "rule"}
+    strategies: dict                 # name -> StrategySummary
+    notes: list
+    files: dict = field(default_factory=dict)   # what was written to --out
+    run_id: str | None = None        # the compare run in MLflow
+
+    def as_dict(self) -> dict:
+        return {
+            "experiment": self.experiment, "preset": self.preset, "budget": self.budget,
+            "references": self.references,
+            "strategies": {k: asdict(v) for k, v in self.strategies.items()},
+            "runs": [{"run_id": c.run_id, "name": c.name, "strategy": c.strategy,
+                      "seed": c.seed, "status": c.status, "trainings": c.trainings,
+                      "evaluations": c.evaluations, "cached": c.cached, "invalid": c.invalid,
+                      "seconds": c.seconds, "best_fitness": _finite(c.final_best),
+                      "best_rule": c.hall_of_fame[0]["rule"] if c.hall_of_fame else None}
+                     for c in self.runs],
+            "notes": self.notes, "compare_run_id": self.run_id,
+        }
+
+
+def _finite(x):
+    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
+
+
+def reference_table(reference_sets, seeds) -> tuple[dict, dict]:
+    """Mean reference scores over ``seeds`` (-> name: {...}) and the per-seed scores."""
+    by_seed = {r.seed: r for r in reference_sets}
+    chosen = [by_seed[s] for s in seeds if s in by_seed] or list(by_seed.values())
+    table: dict = {}
+    for refs in chosen:
+        for name, score in refs.scores.items():
+            entry = table.setdefault(name, {"rule": score.rule, "seeds": {}})
+            entry["seeds"][refs.seed] = score.fitness
+    for entry in table.values():
+        entry["mean"], entry["std"] = _mean_std(list(entry["seeds"].values()))
+    per_seed = {refs.seed: {n: s.fitness for n, s in refs.scores.items()} for refs in chosen}
+    return table, per_seed
+
+
+def summarise(curves: list[SearchCurve], reference_sets=(), *, experiment: str = DEFAULT_EXPERIMENT
+              ) -> Report:
+    """The report's numbers (no I/O): curves must be comparable (see check_comparable)."""
+    if not curves:
+        raise ValueError("no searches to compare")
+    check_comparable(curves)
+    seeds = sorted({c.seed for c in curves if c.seed is not None})
+    references, per_seed = reference_table(list(reference_sets), seeds)
+    notes = []
+    if not references:
+        notes.append("no reference runs for this preset: score them with python -m "
+                     f"evo_nos.experiments.references --preset {curves[0].preset} --seeds "
+                     + " ".join(map(str, seeds or [0])))
+    else:
+        missing = [s for s in seeds if s not in per_seed]
+        if missing:
+            notes.append(f"no reference scores for seed(s) {missing}: thresholds use the "
+                         "mean over the seeds scored")
+    unfinished = [c.label + f" {c.status}" for c in curves if c.status != "FINISHED"]
+    if unfinished:
+        notes.append("not finished (partial curves): " + "; ".join(unfinished))
+    by_strategy: dict = defaultdict(list)
+    for c in curves:
+        by_strategy[c.strategy].append(c)
+    summaries = {}
+    for name, members in sorted(by_strategy.items()):
+        seen_seeds = [c.seed for c in members]
+        if len(set(seen_seeds)) < len(seen_seeds):
+            notes.append(f"strategy {name} has several runs with the same seed: "
+                         f"{sorted(s for s in seen_seeds if seen_seeds.count(s) > 1)}")
+        finals = [c.final_best for c in members]
+        mean, std = _mean_std(finals)
+        beat = {}
+        for ref in THRESHOLDS:
+            if ref not in references:
+                continue
+            steps = [c.trainings_to_beat(per_seed.get(c.seed, {}).get(
+                ref, references[ref]["mean"])) for c in members]
+            reached = [s for s in steps if s is not None]
+            beat[ref] = {"mean": float(np.mean(reached)) if reached else None,
+                         "reached": len(reached), "runs": len(members), "per_seed": steps}
+        evaluations = sum(c.evaluations for c in members)
+        rates = [c.evaluations / (c.seconds / 60.0) for c in members if c.seconds > 0]
+        summaries[name] = StrategySummary(
+            strategy=name, runs=[c.run_id for c in members], seeds=seen_seeds,
+            best_mean=mean, best_std=std, best_per_seed=[_finite(f) for f in finals],
+            beat=beat,
+            cache_hit_rate=sum(c.cached for c in members) / evaluations if evaluations else 0.0,
+            invalid_rate=sum(c.invalid for c in members) / evaluations if evaluations else 0.0,
+            candidates_per_min=float(np.mean(rates)) if rates else math.nan,
+            trainings_mean=float(np.mean([c.trainings for c in members])),
+            top_rules=_top_rules(members))
+    return Report(experiment, curves[0].preset, curves[0].budget, curves, references,
+                  summaries, notes)
+
+
+def _top_rules(members: list[SearchCurve], k: int = TOP_RULES) -> list[dict]:
+    best: dict = {}
+    for c in members:
+        for row in c.hall_of_fame:
+            fitness = row.get("fitness")
+            if fitness is None or not math.isfinite(float(fitness)):
+                continue
+            old = best.get(row["rule"])
+            if old is None or float(fitness) > old["fitness"]:
+                rule = Rule.parse(row["rule"])   # the canonical string is the identity
+                best[row["rule"]] = {"fitness": float(fitness), "rule": row["rule"],
+                                     "math": rule.math, "name": name_of(rule) or "",
+                                     "seed": c.seed, "run_id": c.run_id}
+    return sorted(best.values(), key=lambda r: -r["fitness"])[:k]
+
+
+# -- rendering ------------------------------------------------------------------------------
+def _fmt(x, spec=".4f", none="–") -> str:
+    return none if x is None or (isinstance(x, float) and not math.isfinite(x)) else \
+        format(x, spec)
+
+
+def _cell(text) -> str:
+    return str(text).replace("|", "\\|")
+
+
+def markdown(report: Report) -> str:
+    budget = "?" if report.budget is None else report.budget
+    lines = [f"# Head-to-head: preset `{report.preset}`, budget {budget} child trainings", ""]
+    counts = ", ".join(f"{name} ×{len(s.runs)}" for name, s in report.strategies.items())
+    seeds = sorted({c.seed for c in report.runs if c.seed is not None})
+    lines += [f"{len(report.runs)} searches in MLflow experiment `{report.experiment}` "
+              f"({counts}; seeds {', '.join(map(str, seeds)) or '?'}).", ""]
+    lines += ["## Strategies", "",
+              "| strategy | runs | best fitness (mean ± std) | best per seed | "
+              + " | ".join(f"trainings to beat {r}" for r in THRESHOLDS)
+              + " | cache hits | invalid | candidates/min | trainings used |",
+              "|---|---|---|---|" + "---|" * len(THRESHOLDS) + "---|---|---|---|"]
+    for name, s in report.strategies.items():
+        beats = []
+        for ref in THRESHOLDS:
+            b = s.beat.get(ref)
+            if b is None:
+                beats.append("no reference")
+            elif b["reached"] == 0:
+                beats.append(f"not reached (0/{b['runs']})")
+            else:
+                beats.append(f"{b['mean']:.1f} ({b['reached']}/{b['runs']})")
+        per_seed = ", ".join(_fmt(f) for f in s.best_per_seed)
+        lines.append(f"| {name} | {len(s.runs)} | {_fmt(s.best_mean)} ± {_fmt(s.best_std)} | "
+                     f"{per_seed} | " + " | ".join(beats) + f" | {s.cache_hit_rate:.1%} | "
+                     f"{s.invalid_rate:.1%} | {_fmt(s.candidates_per_min, '.1f')} | "
+                     f"{s.trainings_mean:g} |")
+    lines += ["", "Trainings to beat a reference: child trainings spent when the best rule "
+              "first scored above that reference's score for the same seed; mean over the "
+              "seeds that got there (how many did). Rates are over all candidates, free "
+              "ones included.", ""]
+    if report.references:
+        lines += ["## References", "",
+                  "| reference | fitness (mean ± std) | seeds | rule |", "|---|---|---|---|"]
+        for name, r in sorted(report.references.items(), key=lambda kv: -kv[1]["mean"]):
+            lines.append(f"| {name} | {_fmt(r['mean'])} ± {_fmt(r['std'])} | "
+                         f"{len(r['seeds'])} | `{_cell(r['rule'])}` |")
+        lines.append("")
+    lines += ["## Top rules found", ""]
+    for name, s in report.strategies.items():
+        lines += [f"### {name}", "", "| fitness | rule | math | seed |", "|---|---|---|---|"]
+        for row in s.top_rules:
+            known = f" ({row['name']})" if row["name"] else ""
+            lines.append(f"| {row['fitness']:.4f} | `{_cell(row['rule'])}`{known} | "
+                         f"{_cell(row['math'])} | {row['seed']} |")
+        lines.append("")
+    if report.files:
+        lines += ["## Figures", ""]
+        for key in ("best_vs_trainings", "best_vs_time"):
+            if key in report.files:
+                lines.append(f"![{key.replace('_', ' ')}]({Path(report.files[key]).name})")
+        lines.append("")
+    lines += ["## Runs", "", "| run | strategy | seed | status | trainings | candidates | "
+              "best fitness | best rule |", "|---|---|---|---|---|---|---|---|"]
+    for c in report.runs:
+        rule = c.hall_of_fame[0]["rule"] if c.hall_of_fame else ""
+        lines.append(f"| {c.run_id[:8]} | {c.strategy} | {c.seed} | {c.status} | "
+                     f"{c.trainings} | {c.evaluations} | {_fmt(c.final_best)} | "
+                     f"`{_cell(rule)}` |")
+    if report.notes:
+        lines += ["", "Notes:", ""] + [f"- {n}" for n in report.notes]
+    return "\n".join(lines) + "\n"
+
+
+def _figure(report: Report, axis: str):
+    fig = Figure(figsize=(8, 4.8), dpi=110)
+    ax = fig.add_subplot(1, 1, 1)
+    if axis == "steps":
+        end = report.budget or max(c.trainings for c in report.runs) or 1
+        xs = np.linspace(0, end, 401)
+        scale = 1.0
+        ax.set_xlabel("child trainings")
+    else:
+        end = max((c.seconds for c in report.runs), default=1.0) or 1.0
+        xs = np.linspace(0, end, 401)
+        scale = 1 / 60.0
+        ax.set_xlabel("wall-clock time (minutes)")
+    colors = {}
+    cycle = ["C0", "C1", "C2", "C3", "C4", "C5"]
+    for i, (name, s) in enumerate(report.strategies.items()):
+        colors[name] = cycle[i % len(cycle)]
+        members = [c for c in report.runs if c.strategy == name]
+        # a search that ended keeps its final best (on the time axis, shorter runs end
+        # earlier); before a search's first scored rule its curve is undefined (nan)
+        stack = np.vstack([c.best_at(xs, axis) for c in members])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)      # all-nan columns
+            mean = np.nanmean(stack, axis=0)
+            low, high = np.nanmin(stack, axis=0), np.nanmax(stack, axis=0)
+        ax.plot(xs * scale, mean, color=colors[name], lw=2,
+                label=f"{name} (mean of {len(members)})")
+        if len(members) > 1:
+            ax.fill_between(xs * scale, low, high, color=colors[name], alpha=0.18, lw=0)
+    lines = sorted((report.references[n]["mean"], n) for n in HEADLINE
+                   if n in report.references and math.isfinite(report.references[n]["mean"]))
+    for value, name in lines:
+        strong = name in THRESHOLDS
+        ax.axhline(value, color="black" if strong else "grey",
+                   ls="--" if strong else ":", lw=1.2 if strong else 0.9)
+    low, high = ax.get_ylim()
+    gap, last = 0.045 * (high - low), -math.inf
+    for value, name in lines:            # labels at the right edge, nudged apart
+        last = max(value, last + gap)
+        ax.annotate(name, xy=(1.0, last), xycoords=("axes fraction", "data"),
+                    xytext=(3, 0), textcoords="offset points", va="center", fontsize=8,
+                    color="black" if name in THRESHOLDS else "dimgrey")
+    ax.set_ylim(low, high)
+    ax.set_ylabel("best fitness so far")
+    what = "child trainings" if axis == "steps" else "wall-clock time"
+    ax.set_title(f"best fitness vs {what}: preset {report.preset}, budget {report.budget}\n"
+                 f"line = mean over seeds, band = min–max, dashed/dotted = reference rules",
+                 fontsize=9)
+    ax.set_xlim(0, end * scale)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.subplots_adjust(right=0.86)
+    return fig
+
+
+def figures(report: Report) -> dict:
+    """``{"best_vs_trainings": Figure, "best_vs_time": Figure}``."""
+    return {"best_vs_trainings": _figure(report, "steps"), "best_vs_time": _figure(report, "time")}
+
+
+# -- reading, writing, logging ----------------------------------------------------------------
+def safe_name(text: str) -> str:
+    """``text`` usable in a file name (runs of other characters become ``_``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_") or "x"
+
+
+def default_out(preset: str, budget) -> Path:
+    return Path(DEFAULT_OUT) / f"compare-{safe_name(preset)}-budget{budget}"
+
+
+def load_searches(experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str | None = None, *,
+                  preset: str | None = None, budget: int | None = None,
+                  strategies=None, run_ids=None) -> list[SearchCurve]:
+    """The search runs of ``experiment`` (filtered) as curves, oldest first."""
+    if run_ids:
+        runs = [get_run(r, tracking_uri) for r in run_ids]
+        other = [r.run_id for r in runs if r.kind != "search"]
+        if other:
+            raise ValueError(f"not search runs: {other}")
+    else:
+        runs = load_search_runs(experiment, tracking_uri)
+    if preset is not None:
+        runs = [r for r in runs if (r.params.get("preset") or r.tags.get("preset")) == preset]
+    if budget is not None:
+        runs = [r for r in runs if _int(r.params.get("budget")) == budget]
+    if strategies:
+        runs = [r for r in runs if r.tags.get("strategy") in set(strategies)]
+    if not runs:
+        what = ", ".join(f"{k} {v}" for k, v in (("preset", preset), ("budget", budget),
+                                                  ("strategies", strategies)) if v)
+        raise ValueError(f"no search runs in experiment {experiment!r}"
+                         + (f" with {what}" if what else "")
+                         + ": run python -m evo_nos.run first (or check --experiment and "
+                           "MLFLOW_TRACKING_URI)")
+    return [load_curve(r, tracking_uri) for r in runs]
+
+
+def compare(experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str | None = None, *,
+            out: str | Path | None = None, preset: str | None = None,
+            budget: int | None = None, strategies=None, run_ids=None,
+            log: bool = True) -> Report:
+    """Build the report, write it to ``out``, log it to MLflow (``kind=compare``)."""
+    curves = load_searches(experiment, tracking_uri, preset=preset, budget=budget,
+                           strategies=strategies, run_ids=run_ids)
+    check_comparable(curves)
+    key = fitness_key(curves[0].settings)
+    references = [r for r in load_references(experiment, tracking_uri, preset=curves[0].preset)
+                  if r.key == key]
+    report = summarise(curves, references, experiment=experiment)
+    out = Path(out) if out is not None else default_out(report.preset, report.budget)
+    out.mkdir(parents=True, exist_ok=True)
+    figs = figures(report)
+    for name, fig in figs.items():
+        path = out / f"{name}.png"
+        fig.savefig(path)
+        report.files[name] = str(path)
+    report.files["markdown"] = str(out / "comparison.md")
+    report.files["json"] = str(out / "comparison.json")
+    if log:
+        report.run_id = _log(report, figs, experiment, tracking_uri)
+    text = markdown(report)
+    (out / "comparison.md").write_text(text, encoding="utf-8")
+    (out / "comparison.json").write_text(json.dumps(report.as_dict(), indent=2, default=str)
+                                         + "\n", encoding="utf-8")
+    return report
+
+
+def _log(report: Report, figs: dict, experiment: str, tracking_uri: str | None) -> str:
+    tracker = ReportTracker(experiment=experiment, tracking_uri=tracking_uri)
+    runs = [c.run_id for c in report.runs]
+    run_id = tracker.start(
+        run_name=f"compare {report.preset} budget {report.budget}",
+        params={"preset": report.preset, "budget": report.budget, "n_runs": len(runs),
+                "strategies": ",".join(report.strategies), "runs": ",".join(runs),
+                "seeds": ",".join(sorted({str(c.seed) for c in report.runs}))},
+        tags={KIND_TAG: "compare", "preset": report.preset, "budget": report.budget})
+    report.run_id = run_id
+    metrics = []
+    for name, s in report.strategies.items():
+        metrics += [(f"best_fitness_mean.{name}", s.best_mean, 0),
+                    (f"best_fitness_std.{name}", s.best_std, 0),
+                    (f"cache_hit_rate.{name}", s.cache_hit_rate, 0),
+                    (f"invalid_rate.{name}", s.invalid_rate, 0),
+                    (f"candidates_per_min.{name}", s.candidates_per_min, 0)]
+        for ref, b in s.beat.items():
+            if b["mean"] is not None:
+                metrics.append((f"trainings_to_beat_{ref}.{name}", b["mean"], 0))
+    tracker.log_metrics(metrics)
+    for name, fig in figs.items():
+        tracker.log_figure(fig, f"{name}.png")
+    text = markdown(report)
+    tracker.log_text(text, "comparison.md")
+    tracker.log_dict(report.as_dict(), "comparison.json")
+    rows = []
+    for name, s in report.strategies.items():
+        row = {"strategy": name, "runs": len(s.runs), "best_mean": _finite(s.best_mean),
+               "best_std": _finite(s.best_std), "cache_hit_rate": s.cache_hit_rate,
+               "invalid_rate": s.invalid_rate,
+               "candidates_per_min": _finite(s.candidates_per_min),
+               "trainings_mean": s.trainings_mean,
+               "top_rule": s.top_rules[0]["rule"] if s.top_rules else None}
+        for ref in THRESHOLDS:
+            b = s.beat.get(ref)
+            row[f"trainings_to_beat_{ref}"] = None if b is None else b["mean"]
+            row[f"seeds_beating_{ref}"] = None if b is None else b["reached"]
+        rows.append(row)
+    tracker.log_table(rows, "comparison_table.json")
+    tracker.set_tags({NOTE_TAG: text})
+    tracker.end("FINISHED")
+    return run_id

@@ -1,0 +1,319 @@
+"""Export a rule as a standalone optimizer: one ``.py`` file (torch + stdlib only) and a
+JSON spec beside it.
+
+The exported file is assembled from the very code :class:`evo_nos.optim.RuleOptimizer`
+runs, never from a second implementation:
+
+1. the text of :mod:`evo_nos.optim.standalone` (``RuleOptimizerBase`` with its ``step``,
+   and the helpers the generated code calls), copied verbatim minus its docstring;
+2. the rule's direction function from :func:`evo_nos.optim.kernels.direction_source`, the
+   same source :func:`evo_nos.optim.kernels.compile_direction` executes;
+3. a small subclass that only sets class attributes (the compiled direction, which
+   running averages it keeps, the betas, bias correction) and the constructor.
+
+Settings are baked in as constants, so the exported constructor is RuleOptimizer's
+minus ``rule`` and ``settings``.
+
+The command line (``python -m evo_nos.export``) is :mod:`evo_nos.cli.export`.
+"""
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+import keyword
+import os
+import re
+import string
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from evo_nos.core.files import write_atomic
+from evo_nos.core.known import KNOWN, name_of, resolve
+from evo_nos.core.primitives import PRIMITIVES, RuleSettings
+from evo_nos.core.rules import Rule
+from evo_nos.optim import standalone
+from evo_nos.optim.kernels import direction_source
+
+__all__ = ["export", "export_source", "export_spec", "default_class_name",
+           "primitives_markdown", "known_rules_markdown"]
+
+SPEC_FORMAT = "evo_nos.export/1"
+_DIRECTION_NAME = "_rule_direction"
+
+# How the words of known names are capitalised in class names.
+_WORDS = {
+    "powersign": "PowerSign", "addsign": "AddSign", "signsgd": "SignSGD", "sgd": "SGD",
+    "rmsprop": "RMSProp", "adam": "Adam", "momentum": "Momentum", "nos": "Nos",
+}
+
+
+def _evo_nos_version() -> str:
+    try:
+        return version("evo_nos")
+    except PackageNotFoundError:  # running from a source tree
+        return "unknown"
+
+
+def default_class_name(rule: "Rule | str") -> str:
+    """``PowerSign`` for ``powersign``, ``AddSignLd`` for ``addsign-ld``, ``Nos4`` for
+    ``nos-4``; ``EvoNosRule`` for a rule without a known name."""
+    rule = resolve(rule)
+    name = name_of(rule)
+    if name is None:
+        return "EvoNosRule"
+    parts = []
+    for part in re.split(r"[-_]", name):
+        word, digits = re.fullmatch(r"([a-z]*)(\d*)", part).groups()
+        parts.append(_WORDS.get(word, word.capitalize()) + digits)
+    return "".join(parts)
+
+
+def _standalone_body() -> str:
+    """The text of evo_nos/optim/standalone.py without its module docstring."""
+    text = inspect.getsource(standalone)
+    tree = ast.parse(text)
+    if tree.body and isinstance(tree.body[0], ast.Expr) and isinstance(
+            getattr(tree.body[0], "value", None), ast.Constant) and isinstance(
+            tree.body[0].value.value, str):
+        lines = text.splitlines(keepends=True)
+        text = "".join(lines[tree.body[0].end_lineno:])
+    return text.strip("\n") + "\n"
+
+
+def _reserved_names() -> set:
+    """Module-level names of the exported file a class name must not shadow."""
+    tree = ast.parse(inspect.getsource(standalone))
+    names = {_DIRECTION_NAME, "__all__"}
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return names
+
+
+def _check_class_name(name: str) -> str:
+    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+        raise ValueError(f"class name {name!r} is not a valid Python identifier; "
+                         "pass e.g. --name MyOptimizer")
+    if name in _reserved_names():
+        raise ValueError(f"class name {name!r} clashes with a name the exported module "
+                         "already defines; choose another")
+    return name
+
+
+def _template_fields(template: str) -> set:
+    return {f for _, f, _, _ in string.Formatter().parse(template)
+            if f and not f.isdigit()}
+
+
+def _constants(rule: Rule, settings: RuleSettings) -> dict:
+    """The settings this rule actually reads (its betas, noise, epsilons, periods)."""
+    fields: set = set()
+    ops = {n.op for n in rule.nodes()}
+    for node in rule.nodes():
+        fields |= _template_fields(node.primitive.code)
+    for avg, beta in (("m", "beta1"), ("v", "beta2"), ("r", "beta3")):
+        if avg in rule.needs:
+            fields |= {beta, "bias_correction"}
+    if "cd" in ops:
+        fields.add("cd_periods")
+    if "rd" in ops:
+        fields.add("rd_periods")
+    values = settings.as_dict()
+    return {name: values[name] for name in sorted(fields)}
+
+
+def _state_keys(rule: Rule) -> list:
+    return ["step"] + [name for name in "mvr" if name in rule.needs]
+
+
+def _resolve(rule, settings, class_name):
+    rule = resolve(rule)
+    if settings is None:
+        settings = RuleSettings()
+    elif isinstance(settings, dict):
+        settings = RuleSettings.from_dict(settings)
+    elif not isinstance(settings, RuleSettings):
+        raise TypeError(f"settings must be a RuleSettings or a dict, got {type(settings).__name__}")
+    class_name = _check_class_name(class_name if class_name is not None
+                                   else default_class_name(rule))
+    return rule, settings, class_name
+
+
+def export_spec(rule: "Rule | str", *, class_name: str | None = None,
+                settings: "RuleSettings | dict | None" = None) -> dict:
+    """The JSON-able description written beside an exported file."""
+    rule, settings, class_name = _resolve(rule, settings, class_name)
+    return {
+        "format": SPEC_FORMAT,
+        "class_name": class_name,
+        "known_name": name_of(rule),
+        "rule": rule.canonical,
+        "math": rule.math,
+        "latex": rule.latex,
+        "update": f"w <- w - lr * {rule.math}",
+        "complexity": rule.complexity,
+        "needs": sorted(rule.needs),
+        "state": _state_keys(rule),
+        "requires_total_steps": rule.uses_decay,
+        "constants": _constants(rule, settings),
+        "settings": settings.as_dict(),
+        "defaults": {"lr": 1e-3, "total_steps": None, "weight_decay": 0.0,
+                     "maximize": False, "foreach": None},
+        "evo_nos_version": _evo_nos_version(),
+    }
+
+
+def _docstring(rule: Rule, settings: RuleSettings, class_name: str) -> str:
+    known = name_of(rule)
+    title = f"{class_name}: {rule.math}" + (f"  (evo_nos known rule {known!r})" if known else "")
+    constants = ", ".join(f"{k}={v!r}" for k, v in _constants(rule, settings).items()) or "none"
+    decay_note = ("required: this rule uses a decay\n        operand evaluated at t / total_steps"
+                  if rule.uses_decay else "unused by this rule")
+    lines = [
+        title,
+        "",
+        "Update, per parameter and step:",
+        "",
+        f"    w <- w - lr * {rule.math}",
+        "",
+        f"LaTeX: {rule.latex}",
+        "",
+        f"Rule (evo_nos canonical string): {rule.canonical}",
+        "",
+        f"Constants: {constants}.",
+        f"State per parameter: {', '.join(_state_keys(rule))}.",
+        "",
+        "Notation: g is the gradient (plus weight_decay * w when set); m̂, v̂, γ̂ are the",
+        "running averages of g, g², g³ (updated before the direction is computed, bias",
+        "corrected when bias_correction is on); t counts the steps taken before this one.",
+        "",
+        "Args:",
+        "    params: parameters or param groups, as for any torch optimizer.",
+        "    lr: learning rate.",
+        f"    total_steps: number of optimizer steps of the training; {decay_note}.",
+        "    weight_decay: L2 penalty added to the gradient (as torch's SGD and Adam).",
+        "    maximize: ascend instead of descend.",
+        "    foreach: use the multi-tensor path (default: on when all params are on CUDA).",
+        "",
+        f"Exported by evo_nos {_evo_nos_version()}; needs only torch.",
+    ]
+    return "\n".join(lines)
+
+
+def _indent(text: str, prefix: str) -> str:
+    return "\n".join(prefix + line if line else "" for line in text.splitlines())
+
+
+def export_source(rule: "Rule | str", *, class_name: str | None = None,
+                  settings: "RuleSettings | dict | None" = None) -> str:
+    """Python source of a standalone optimizer class for ``rule`` (torch + stdlib only)."""
+    rule, settings, class_name = _resolve(rule, settings, class_name)
+    doc = _docstring(rule, settings, class_name)
+    if '"""' in doc or doc.endswith("\\"):
+        raise ValueError("cannot embed this rule's forms in a docstring")  # never with our table
+    averages = tuple(name for name in "mvr" if name in rule.needs)
+    betas = (settings.beta1, settings.beta2, settings.beta3)
+    header = (
+        f'"""{class_name}: an optimizer exported by evo_nos {_evo_nos_version()}.\n\n'
+        f"    w <- w - lr * {rule.math}\n\n"
+        f"Rule: {rule.canonical}\n\n"
+        f"Usage: opt = {class_name}(model.parameters(), lr=...); needs only torch.\n"
+        f'"""\n'
+    )
+    header = header.replace("\\", "\\\\")  # the math form is plain text; keep it literal
+    class_src = "\n".join([
+        f"class {class_name}(RuleOptimizerBase):",
+        _indent('r"""' + doc + '\n"""', "    "),
+        "",
+        f"    rule = {rule.canonical!r}",
+        f"    settings = {settings.as_dict()!r}",
+        f"    _direction = staticmethod({_DIRECTION_NAME})",
+        f"    _averages = {averages!r}",
+        f"    _betas = {betas!r}",
+        f"    _bias_correction = {settings.bias_correction!r}",
+        f"    _needs_total_steps = {rule.uses_decay!r}",
+        f"    _reads_weights = {'w' in rule.needs!r}",
+        "",
+        "    def __init__(self, params, lr=1e-3, *, total_steps=None, weight_decay=0.0,",
+        "                 maximize=False, foreach=None):",
+        "        super().__init__(params, lr, total_steps=total_steps, weight_decay=weight_decay,",
+        "                         maximize=maximize, foreach=foreach)",
+        "",
+        "    def __repr__(self):",
+        f"        return {(class_name + '(' + rule.math + ')')!r} + '\\n' + super().__repr__()",
+        "",
+    ])
+    parts = [
+        header,
+        "# ---- the optimizer machinery, copied verbatim from evo_nos/optim/standalone.py ----",
+        _standalone_body(),
+        "",
+        "# ---- the rule's update direction, generated from the evo_nos primitive table ----",
+        direction_source(rule, settings, name=_DIRECTION_NAME),
+        "",
+        class_src,
+        "",
+        f"__all__ = [{class_name!r}]",
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def export(rule: "Rule | str", out_path: "str | os.PathLike", *, class_name: str | None = None,
+           settings: "RuleSettings | dict | None" = None) -> tuple[Path, Path]:
+    """Write ``out_path`` (the .py source) and the JSON spec beside it (same stem)."""
+    py_path = Path(out_path)
+    if py_path.suffix != ".py":
+        raise ValueError(f"the output must be a .py file, got {str(py_path)!r}")
+    json_path = py_path.with_suffix(".json")
+    source = export_source(rule, class_name=class_name, settings=settings)
+    spec = export_spec(rule, class_name=class_name, settings=settings)
+    spec["source_file"] = py_path.name
+    write_atomic(py_path, source)
+    write_atomic(json_path, json.dumps(spec, indent=2, ensure_ascii=False) + "\n")
+    return py_path, json_path
+
+
+# ---- documentation tables (docs/rules.md shows these; a test keeps them in sync) ----------
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+class _Setting:
+    """Stands for a setting in a code template (shown as its name, with or without !r)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+    __str__ = __repr__
+
+
+def primitives_markdown() -> str:
+    """The primitive table as a Markdown table (token, kind, math, code, reads, meaning)."""
+    rows = ["| token | kind | math form | torch code | reads | meaning |",
+            "|---|---|---|---|---|---|"]
+    for prim in PRIMITIVES:
+        slots = ["x", "y"][:prim.arity]
+        math_form = prim.math.format(*slots)
+        code = prim.code.format(*slots, **{k: _Setting(k) for k in _template_fields(prim.code)})
+        reads = ", ".join(sorted(prim.needs)) or "–"
+        rows.append(f"| `{prim.name}` | {prim.kind} | {_cell(math_form)} | `{_cell(code)}` "
+                    f"| {reads} | {_cell(prim.doc)} |")
+    return "\n".join(rows) + "\n"
+
+
+def known_rules_markdown() -> str:
+    """The known rules as a Markdown table (name, canonical string, math form)."""
+    rows = ["| name | canonical string | math form |", "|---|---|---|"]
+    for name, rule in KNOWN.items():
+        rows.append(f"| `{name}` | `{rule.canonical}` | {_cell(rule.math)} |")
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,25 @@
+"""The defaults of a search, written once: every command and experiment reads them here."""
+from __future__ import annotations
+
+import os
+
+DEFAULT_OUT = "evo_nos_runs"         # checkpoint folders go under ./evo_nos_runs/
+DEFAULT_STRATEGY = "evo"
+DEFAULT_SEED = 0
+DEFAULT_HALL_OF_FAME = 10
+# Budgets (child trainings) that finish well under an hour with the preset's hardware:
+# cpu ~20 s per candidate on 2 cores; nos (full CIFAR-10, 11 epochs) on one GPU.
+DEFAULT_BUDGETS = {"smoke": 30, "cpu": 60, "nos": 40}
+FALLBACK_BUDGET = 50
+
+
+def default_budget(preset_key: str | None) -> int:
+    """The budget of a search on ``preset_key`` when none is given."""
+    return DEFAULT_BUDGETS.get(preset_key or "", FALLBACK_BUDGET)
+
+
+def default_batch_size(n_jobs: int | None) -> int:
+    """Rules per ask/evaluate round when none is given: one per parallel training
+    (``n_jobs`` -1 or 0: one per CPU core), at least 1."""
+    n_jobs = n_jobs or 1
+    return max(1, n_jobs if n_jobs > 0 else (os.cpu_count() or 1))
