@@ -15,11 +15,10 @@ import sys
 
 import torch
 
-from evo_nos.optim.optimizer import RuleOptimizer
-from evo_nos.core.rules import Rule
-from evo_nos.tracking import load_hall_of_fame, load_search_runs, metric_history
+from evo_nos import Rule, RuleOptimizer, load_hall_of_fame, load_search_runs
+from evo_nos.tracking import DEFAULT_EXPERIMENT, metric_history
 
-EXPERIMENT = os.environ.get("EVO_NOS_EXPERIMENT", "evo_nos")
+EXPERIMENT = os.environ.get("EVO_NOS_EXPERIMENT", DEFAULT_EXPERIMENT)
 
 
 def main(argv: list[str]) -> None:

@@ -14,12 +14,8 @@ import os
 
 import torch
 
-from evo_nos.fitness.backend import FitnessBackend
-from evo_nos.fitness.tasks import load_task
-from evo_nos.operators.space import SearchSpace
-from evo_nos.search import Search, seed_everything
-from evo_nos.strategies import make_strategy
-from evo_nos.tracking import Tracker
+from evo_nos import (FitnessBackend, Search, SearchSpace, Tracker, load_task, make_strategy,
+                     seed_everything)
 
 PRESET = os.environ.get("EVO_NOS_PRESET", "cpu")
 BUDGET = int(os.environ.get("EVO_NOS_BUDGET", "20"))

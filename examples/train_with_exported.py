@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from evo_nos.optim.export import export
+from evo_nos import export, load_hall_of_fame
+from evo_nos.fitness.data import synthetic_images      # a stand-in for real images
 
 RULE = os.environ.get("EVO_NOS_RULE", "powersign")
 RUN = os.environ.get("EVO_NOS_RUN")              # an MLflow search run id (optional)
@@ -41,8 +42,6 @@ def choose_rule() -> tuple[str, float | None]:
     """The rule to export and the lr it trained best with (None: unknown)."""
     if not RUN:
         return RULE, None
-    from evo_nos.tracking import load_hall_of_fame      # reads MLflow
-
     best = load_hall_of_fame(RUN)[0]
     print(f"best rule of search {RUN}: {best['rule']} (fitness {best['fitness']:.4f})")
     return best["rule"], best.get("best_lr")
@@ -69,7 +68,6 @@ def data() -> tuple[TensorDataset, TensorDataset]:
         stack = lambda items: TensorDataset(torch.stack([x for x, _ in items]),  # noqa: E731
                                             torch.tensor([y for _, y in items]))
         return stack(pick(train, IMAGES)), stack(pick(test, max(500, IMAGES // 5)))
-    from evo_nos.fitness.data import synthetic_images           # a stand-in for real images
 
     n_test = max(200, IMAGES // 5)
     x, y = synthetic_images(IMAGES + n_test, image_size=32, seed=0)

@@ -14,6 +14,7 @@ from evo_nos.operators.space import SearchSpace
 from evo_nos.core.rules import Rule
 
 SPACE = SearchSpace()
+SLOT_ROOT = SearchSpace(root="slot")     # any slot is a legal root
 P = Rule.parse
 
 
@@ -91,9 +92,21 @@ def test_shrink_replaces_a_binary_node_by_one_of_its_arguments():
     # mul(sign_g, sign_m) or g) and the inner mul (-> exp(sign_g)·g or exp(sign_m)·g).
     parent = tree("mul(exp(mul(sign_g, sign_m)), g)")
     rng = random.Random(0)
-    children = {str(tree_to_rule(shrink_mutation(parent, rng, SPACE))) for _ in range(200)}
+    children = {str(tree_to_rule(shrink_mutation(parent, rng, SLOT_ROOT))) for _ in range(200)}
     assert children == {"mul(sign_g, sign_m)", "g", "mul(exp(sign_g), g)",
                         "mul(exp(sign_m), g)"}
+
+
+def test_with_a_binary_root_shrink_replaces_the_root_only_by_a_binary_argument():
+    # the same parent in the default space: the outer mul may only become its binary
+    # argument mul(sign_g, sign_m), never the operand g
+    parent = tree("mul(exp(mul(sign_g, sign_m)), g)")
+    rng = random.Random(0)
+    children = {str(tree_to_rule(shrink_mutation(parent, rng, SPACE))) for _ in range(200)}
+    assert children == {"mul(sign_g, sign_m)", "mul(exp(sign_g), g)", "mul(exp(sign_m), g)"}
+    # a root binary over two operands has nothing to shrink to
+    assert shrink_mutation(tree("mul(g, m)"), rng, SPACE) is None
+    assert shrink_mutation(tree("mul(g, m)"), rng, SLOT_ROOT) is not None
 
 
 def test_shrink_does_not_apply_without_binary_nodes():
@@ -123,7 +136,7 @@ def test_subtree_mutation_stays_within_the_bound():
 
 
 def test_crossover_children_are_one_parent_with_a_subtree_of_the_other():
-    v = Variation(SPACE)
+    v = Variation(SLOT_ROOT)
     rng = random.Random(0)
     a, b = P("mul(g, m)"), P("add(v, w1)")
     children = {str(v.crossover(a, b, rng)) for _ in range(400)}
@@ -135,6 +148,50 @@ def test_crossover_children_are_one_parent_with_a_subtree_of_the_other():
         "g", "m", "add(g, w1)", "add(m, w1)", "add(v, g)", "add(v, m)",
         "add(mul(g, m), w1)", "add(v, mul(g, m))",
     }
+
+
+def test_with_a_binary_root_crossover_gives_the_same_children_but_the_operand_roots():
+    v = Variation(SPACE)
+    rng = random.Random(0)
+    a, b = P("mul(g, m)"), P("add(v, w1)")
+    children = {str(v.crossover(a, b, rng)) for _ in range(400)}
+    assert children == {
+        "mul(v, m)", "mul(w1, m)", "mul(g, v)", "mul(g, w1)",
+        "mul(add(v, w1), m)", "mul(g, add(v, w1))",
+        "add(g, w1)", "add(m, w1)", "add(v, g)", "add(v, m)",
+        "add(mul(g, m), w1)", "add(v, mul(g, m))",
+    }
+    # the operator itself never offers an operand for the root's core
+    t1, t2 = tree("mul(g, m)"), tree("add(v, w1)")
+    for _ in range(200):
+        assert tree_to_rule(crossover(t1, t2, rng, SPACE)).op in ("mul", "add")
+
+
+@pytest.mark.parametrize("space", [
+    SPACE,
+    SearchSpace(max_binary=1, operands=("g", "m"), unaries=("id", "exp"), binaries=("mul",)),
+], ids=["full", "tiny"])
+def test_no_operator_gives_a_legal_parent_an_illegal_root(space):
+    """Every operator, applied directly (no re-draws), keeps a binary root binary and
+    the root slot's unary the identity."""
+    rng = random.Random(5)
+    operators = (subtree_mutation, point_mutation, shrink_mutation, insert_mutation)
+    for _ in range(300):
+        parent = rule_to_tree(space.sample(rng), space)
+        other = rule_to_tree(space.sample(rng), space)
+        for child in [op(parent, rng, space) for op in operators] + [
+                crossover(parent, other, rng, space)]:
+            if child is not None:
+                rule = tree_to_rule(child)
+                assert child[0].name == "id" and rule.kind == "binary", rule
+                assert space.contains(rule), (rule, space.violation(rule))
+
+
+def test_with_a_slot_root_subtree_mutation_also_writes_operand_and_unary_roots():
+    rng = random.Random(0)
+    parent = tree("mul(g, m)", SLOT_ROOT)
+    kinds = {tree_to_rule(subtree_mutation(parent, rng, SLOT_ROOT)).kind for _ in range(300)}
+    assert kinds == {"operand", "unary", "binary"}
 
 
 def test_crossover_respects_the_bound():

@@ -87,12 +87,35 @@ def test_settings_are_flat_scalars_for_mlflow():
 
 # -- evo: the population --------------------------------------------------------------------
 def test_warm_start_rules_come_first_then_random_samples_until_the_population_is_full():
-    strategy = EvoStrategy(SPACE, 5, population=6, seed_rules=("powersign", "adam"))
+    space = SearchSpace(root="slot")          # adam, an operand, is a legal root here
+    strategy = EvoStrategy(space, 5, population=6, seed_rules=("powersign", "adam"))
     first = strategy.ask(6)
     assert first[:2] == [KNOWN["powersign"], KNOWN["adam"]]
     # the other four are the space's samples from the strategy's RNG (none seen before)
     rng = random.Random(5)
-    assert first[2:] == [SPACE.sample(rng) for _ in range(4)]
+    assert first[2:] == [space.sample(rng) for _ in range(4)]
+
+
+def test_warm_start_rules_without_a_binary_root_are_proposed_as_their_in_space_spelling():
+    strategy = EvoStrategy(SPACE, 5, population=6, seed_rules="adam,sgd,powersign")
+    first = strategy.ask(3)
+    assert [str(r) for r in first] == ["keep(adam, adam)", "keep(g, g)", str(KNOWN["powersign"])]
+    assert all(SPACE.contains(r) for r in first)
+    assert strategy.settings["seed_rules"] == "adam,g," + KNOWN["powersign"].canonical
+    # without keep, mul(x, 1); without either, a clear error naming both ways out
+    no_keep = SearchSpace(binaries=("mul", "add"))
+    assert str(EvoStrategy(no_keep, 0, seed_rules="sgd").ask(1)[0]) == "mul(g, 1)"
+    with pytest.raises(ValueError, match="outside the search space.*add 'keep'.*root='slot'"):
+        EvoStrategy(SearchSpace(binaries=("add",)), 0, seed_rules="sgd")
+
+
+def test_a_checkpointed_seed_rule_with_an_operand_root_resumes_as_its_spelling():
+    a = EvoStrategy(SPACE, 0, population=4, tournament=2, seed_rules="sgd")
+    state = a.state_dict()
+    state["pending_seeds"] = ["g"]            # as checkpoints written before kept it
+    b = EvoStrategy(SPACE, 0, population=4, tournament=2, seed_rules="sgd")
+    b.load_state_dict(state)
+    assert [str(r) for r in b.ask(1)] == ["keep(g, g)"]
 
 
 def test_without_warm_start_the_first_population_is_random():

@@ -111,12 +111,13 @@ def test_asking_for_more_images_than_exist_is_refused(tmp_path, data_home):
 
 
 def test_cifar10_offline_error_names_imagefolder(data_home, monkeypatch):
+    import torchvision.datasets
 
     class Offline:
         def __init__(self, *args, **kwargs):
             raise urllib.error.URLError("Name or service not known")
 
-    monkeypatch.setattr(data_mod, "TorchvisionCIFAR10", Offline)
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", Offline)
     with pytest.raises(DataError, match="--data imagefolder:DIR"):
         load_images("cifar10", n_train=10, n_val=10)
 

@@ -46,10 +46,10 @@ def test_decay_variants_need_total_steps_and_plain_ones_do_not():
 
 def test_every_known_rule_follows_the_papers_grammar():
     # AddSign with a decay needs 4 binary functions: (1 + ld·(sign(g)·sign(m̂)))·g
-    space = SearchSpace(max_binary=4)
+    space = SearchSpace(max_binary=4, root="slot")
     for name, rule in KNOWN.items():
         assert space.violation(rule) is None, name
-    too_big = {n for n, r in KNOWN.items() if not SearchSpace(max_binary=3).contains(r)}
+    too_big = {n for n, r in KNOWN.items() if not SearchSpace(max_binary=3, root="slot").contains(r)}
     assert too_big == {"addsign-ld", "addsign-cd", "addsign-rd"}
 
 

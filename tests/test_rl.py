@@ -1,4 +1,5 @@
 """``--strategy rl``: the LSTM controller trained with PPO on the shared search space."""
+import dataclasses
 import pickle
 
 import pytest
@@ -57,17 +58,22 @@ def test_ten_thousand_samples_are_valid_rules_within_the_bound_and_report_their_
     dict(root="slot"), dict(tree_inputs=True), dict(uniform_mix=0.2), dict(risk_seeking=0.25),
 ])
 def test_every_variant_samples_the_restricted_space_with_consistent_log_probs(settings):
-    strategy = RLStrategy(SMALL, seed=1, **settings)
+    # the root is the space's: root="slot" builds the space with it, not the controller
+    settings = dict(settings)
+    space = dataclasses.replace(SMALL, root=settings.pop("root")) if "root" in settings else SMALL
+    strategy = RLStrategy(space, seed=1, **settings)
     told(strategy, 3, 16)
     rules = strategy.ask(1000)
-    assert all(SMALL.contains(r) for r in rules)
+    assert all(space.contains(r) for r in rules)
     used = {n.op for r in rules for n in r.nodes()}
     assert used <= set(SMALL.operands) | set(SMALL.unaries) | set(SMALL.binaries)
     rescored = strategy.log_probs([seq for _, seq, _ in strategy.pending])
     reported = torch.tensor([lp for *_, lp in strategy.pending], dtype=torch.float64)
     assert torch.allclose(rescored, reported, atol=1e-5, rtol=0)
-    if settings.get("root") == "slot":
+    if space.root == "slot":
         assert any(r.kind != BINARY for r in rules)         # g, exp(m), ... can be written
+    else:
+        assert all(r.kind == BINARY for r in rules)
 
 
 def test_the_probabilities_of_all_rules_of_a_tiny_space_sum_to_one():
@@ -130,13 +136,37 @@ def test_registry_builds_rl_with_any_setting():
 
 
 @pytest.mark.parametrize("bad, message", [
-    (dict(root="tree"), "root must be"), (dict(baseline_decay=1.0), "baseline_decay"),
+    (dict(baseline_decay=1.0), "baseline_decay"),
     (dict(risk_seeking=1.0), "risk_seeking"), (dict(uniform_mix=1.5), "uniform_mix"),
     (dict(ppo_epochs=0), "ppo_epochs"),
 ])
 def test_bad_settings_are_refused_by_name(bad, message):
     with pytest.raises(ValueError, match=message):
         RLSettings(**bad)
+
+
+def test_the_root_is_the_spaces_not_an_rl_setting():
+    with pytest.raises(ValueError, match="root must be"):
+        SearchSpace(root="tree")
+    assert "root" not in strategy_settings("rl")
+    with pytest.raises(ValueError, match="SearchSpace\\(root='slot'\\)"):
+        RLStrategy(SMALL, seed=0, root="slot")
+    with pytest.raises(ValueError, match="no longer an rl setting"):
+        RLSettings.from_dict({"root": "slot"})
+    slot = dataclasses.replace(SMALL, root="slot")
+    assert RLStrategy(slot, seed=0).grammar.root == "slot"
+
+
+@pytest.mark.parametrize("root", ["binary", "slot"])
+def test_a_checkpoint_from_when_the_root_was_an_rl_setting_still_loads(root):
+    space = dataclasses.replace(SMALL, root=root)
+    state = RLStrategy(space, seed=0).state_dict()
+    state["settings"]["root"] = root                       # how such checkpoints looked
+    del state["space"]["root"]
+    RLStrategy(space, seed=0).load_state_dict(state)
+    other = dataclasses.replace(SMALL, root="slot" if root == "binary" else "binary")
+    with pytest.raises(ValueError, match="another search space"):
+        RLStrategy(other, seed=0).load_state_dict(state)
 
 
 # -- learning from tell -------------------------------------------------------------------------

@@ -72,6 +72,14 @@ def test_space_options_bound_the_rules(tmp_path, store):
         assert record["rule"].count("(") <= 3
 
 
+def test_the_root_option_reaches_the_space_every_strategy_searches(tmp_path, store):
+    assert run_main(tmp_path, "--strategy", "random", "--budget", "4", "--root", "slot") == 0
+    state = load_checkpoint(next((tmp_path / "runs").iterdir()))
+    assert state["config"]["space_args"] == {"root": "slot"}
+    (run,) = parent_runs(store)
+    assert run.data.params["space.root"] == "slot"
+
+
 def test_unknown_resume_target_is_named(tmp_path, store):
     with pytest.raises(SystemExit, match="no searches to resume"):
         run_main(tmp_path, "--resume", "last")

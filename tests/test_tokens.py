@@ -31,15 +31,15 @@ def test_powersign_serialises_in_prefix_order_with_a_unary_token_per_slot():
     grammar = TokenGrammar(SearchSpace())
     tokens = grammar.encode(KNOWN["powersign"])   # mul(exp(mul(sign_g, sign_m)), g)
     assert grammar.names(tokens) == ["mul", "exp", "mul", "id", "sign_g", "id", "sign_m", "id", "g"]
-    slot_root = TokenGrammar(SearchSpace(), root="slot")
+    slot_root = TokenGrammar(SearchSpace(root="slot"))
     assert slot_root.names(slot_root.encode(KNOWN["powersign"]))[:2] == ["id", "mul"]
     assert slot_root.names(slot_root.encode(Rule.parse("sign(g)"))) == ["sign", "g"]
 
 
 @pytest.mark.parametrize("root", ["binary", "slot"])
 def test_known_rules_round_trip_through_tokens(root):
-    space = SearchSpace(max_binary=4)
-    grammar = TokenGrammar(space, root=root)
+    space = SearchSpace(max_binary=4, root=root)
+    grammar = TokenGrammar(space)
     encoded = 0
     for name, rule in KNOWN.items():
         if root == "binary" and rule.kind != BINARY:
@@ -63,6 +63,15 @@ def test_root_binary_grammar_starts_with_the_space_binaries_only():
     space = SearchSpace(binaries=("mul", "add"))
     grammar = TokenGrammar(space)
     assert names_allowed(grammar, grammar.start(1)) == {"mul", "add"}
+
+
+def test_the_grammar_takes_its_root_from_the_space():
+    assert TokenGrammar(SearchSpace()).root == "binary"
+    slot = TokenGrammar(SearchSpace(unaries=("id", "neg"), root="slot"))
+    assert slot.root == "slot"
+    assert names_allowed(slot, slot.start(1)) == {"id", "neg"}       # a slot opens with a unary
+    with pytest.raises(TypeError):
+        TokenGrammar(SearchSpace(), root="slot")      # no root of its own to disagree with
 
 
 def test_a_slot_opens_with_a_unary_and_a_unary_is_never_followed_by_a_unary():
@@ -98,7 +107,7 @@ def test_max_length_is_the_longest_sequence_in_the_bound():
     rule = Rule.parse("mul(exp(add(neg(g), exp(sub(neg(g), neg(m))))), neg(m))")
     grammar = TokenGrammar(SearchSpace(max_binary=3))
     assert len(grammar.encode(rule)) == grammar.max_length == 13
-    slot_root = TokenGrammar(SearchSpace(max_binary=3), root="slot")
+    slot_root = TokenGrammar(SearchSpace(max_binary=3, root="slot"))
     assert len(slot_root.encode(Rule.make("neg", rule))) == slot_root.max_length == 14
 
 

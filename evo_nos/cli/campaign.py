@@ -80,6 +80,10 @@ def plan_from_args(args: argparse.Namespace) -> CampaignPlan:
         "report_out": args.report_out,
     }
     values.update({k: v for k, v in given.items() if v is not None})
+    if args.fitness:                 # the command line's choice of scoring replaces the file's
+        values.pop("preset", None)
+    elif args.preset:
+        values.pop("fitness", None)
     settings = strategy_settings_from(args, values["strategies"])
     if settings:
         values["strategy_args"] = {**values.get("strategy_args", {}), **settings}

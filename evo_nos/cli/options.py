@@ -11,6 +11,7 @@ import sys
 
 from evo_nos.core.known import REFERENCE_NAMES
 from evo_nos.fitness.factory import JOBLIB_BACKENDS
+from evo_nos.operators.space import ROOTS
 from evo_nos.search.defaults import (DEFAULT_BUDGETS, DEFAULT_HALL_OF_FAME, DEFAULT_OUT,
                                      FALLBACK_BUDGET)
 from evo_nos.strategies import STRATEGIES, strategy_defaults, strategy_names
@@ -103,6 +104,8 @@ def space_args_from(args) -> dict:
     out = {}
     if getattr(args, "max_binary", None) is not None:
         out["max_binary"] = args.max_binary
+    if getattr(args, "root", None) is not None:
+        out["root"] = args.root
     for name in ("operands", "unaries", "binaries"):
         value = getattr(args, name, None)
         if value:
@@ -165,6 +168,9 @@ def add_search_options(p: argparse.ArgumentParser) -> None:
     add_fitness_options(p)
     g = p.add_argument_group("space")
     g.add_argument("--max-binary", type=int, help="bound on binary functions per rule (3)")
+    g.add_argument("--root", choices=ROOTS,
+                   help="what a rule's root may be: binary (default, the paper's grammar) or "
+                        "slot (also an operand or a unary function; docs/rules.md)")
     g.add_argument("--operands", help="comma-separated operands allowed (default all)")
     g.add_argument("--unaries", help="comma-separated unary functions allowed (default all)")
     g.add_argument("--binaries", help="comma-separated binary functions allowed (default all)")

@@ -41,9 +41,9 @@ from evo_nos.tracking import DEFAULT_EXPERIMENT, Tracker
 
 # options that define a search: on --resume they come from the checkpoint, and are ignored here
 RESUME_IGNORES = ("strategy", "preset", "fitness", "budget", "seed", "data", "settings",
-            "max_binary", "operands", "unaries", "binaries", "batch_size", "hall_of_fame",
-            "run_name", "population", "tournament", "mode", "offspring", "crossover_prob",
-            "seed_rules")
+                  "max_binary", "root", "operands", "unaries", "binaries", "batch_size",
+                  "hall_of_fame", "run_name", "population", "tournament", "mode", "offspring",
+                  "crossover_prob", "seed_rules")
 
 
 def build_parser() -> argparse.ArgumentParser:

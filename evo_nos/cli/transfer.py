@@ -5,8 +5,12 @@
     python -m evo_nos.transfer --run RUN_ID --top 3
     python -m evo_nos.transfer --run RUN_A RUN_B RUN_C --top 1 --preset cpu
     python -m evo_nos.transfer --run RUN_ID --quick          # seconds: smoke settings
+    python -m evo_nos.transfer --run RUN_ID --preset my_transfer.toml --epochs 30
     python -m evo_nos.transfer --report DIR/comparison.json --top 1   # each strategy's winner
 
+``--preset`` names a transfer preset (``evo_nos/fitness/presets/transfer/*.toml``: quick,
+cpu, gpu; default gpu on a GPU, cpu otherwise) or a ``.toml`` file with Task keys.  The
+rules train on ``--data``, else the searches' data source, else the preset's ``data``.
 What is trained and scored: :mod:`evo_nos.experiments.transfer`.
 """
 from __future__ import annotations
@@ -17,12 +21,13 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
 from evo_nos.core.known import name_of, resolve
-from evo_nos.experiments.transfer import (DEFAULT_REFERENCES, PRESETS, Candidate,
-                                          candidates_from_runs, log_transfer, markdown,
-                                          run_transfer, search_data, table_text, winners)
+from evo_nos.experiments.transfer import (DEFAULT_REFERENCES, SEED, Candidate,
+                                          candidates_from_runs, default_transfer_preset,
+                                          load_transfer_task, log_transfer, markdown,
+                                          run_transfer, search_data, table_text,
+                                          transfer_presets, winners)
+from evo_nos.fitness.data import DataError
 from evo_nos.tracking import DEFAULT_EXPERIMENT, experiment_name, get_run
 
 
@@ -39,12 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="another rule or known name to check (repeatable)")
     p.add_argument("--references", default=",".join(DEFAULT_REFERENCES), metavar="NAMES|none",
                    help="known rules trained beside them (comma-separated; none: skip)")
-    p.add_argument("--preset", choices=sorted(PRESETS),
-                   help="held-out settings (default gpu on a GPU, cpu otherwise)")
+    p.add_argument("--preset", metavar="NAME|FILE.toml",
+                   help=f"held-out settings: a transfer preset ({', '.join(transfer_presets())}"
+                        "; default gpu on a GPU, cpu otherwise) or a .toml file")
     p.add_argument("--quick", action="store_true", help="same as --preset quick")
     p.add_argument("--data", metavar="SPEC",
-                   help="cifar10 | imagefolder:DIR | synthetic (default: the searches' source)")
-    p.add_argument("--epochs", type=float, help="override the final run's epochs")
+                   help="cifar10 | imagefolder:DIR | synthetic (default: the searches' "
+                        "source, else the preset's)")
+    p.add_argument("--epochs", type=float, help="override the final run's epochs "
+                                                "(the preset's final_epochs)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, help="torch CPU threads (default: the preset's)")
     p.add_argument("--experiment", help="MLflow experiment (default: the first run's)")
@@ -58,16 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.top < 1:
         raise SystemExit("error: --top must be >= 1")
-    name = "quick" if args.quick else args.preset or (
-        "gpu" if torch.cuda.is_available() else "cpu")
-    settings = PRESETS[name]
-    changes = {k: v for k, v in (("epochs", args.epochs), ("threads", args.threads))
-               if v is not None}
-    settings = dataclasses.replace(settings, **changes)
+    preset = "quick" if args.quick else args.preset or default_transfer_preset()
     refs = args.references.strip()
     names = [] if refs.lower() in ("", "none") else [n.strip() for n in refs.split(",")
                                                      if n.strip()]
     try:
+        task = load_transfer_task(preset, final_epochs=args.epochs, threads=args.threads)
         if args.report:
             args.run = list(args.run) + [r for r in winners(args.report) if r not in args.run]
         candidates = candidates_from_runs(args.run, args.top, args.tracking_uri)
@@ -76,20 +80,25 @@ def main(argv: list[str] | None = None) -> int:
         candidates += [Candidate(n, resolve(n).canonical, "reference") for n in names]
         if not candidates:
             raise ValueError("nothing to check: give --run RUN_ID, --rule or --references")
-        data = args.data or settings.data or (search_data(args.run, args.tracking_uri)
-                                              if args.run else "synthetic")
-    except ValueError as err:
+        data = args.data or (search_data(args.run, args.tracking_uri) if args.run
+                             else task.data)
+        task = task.replace(data=data)
+    except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    rows = run_transfer(candidates, settings, data, device=args.device,
-                        echo=lambda m: print(m, file=sys.stderr))
+    try:
+        rows = run_transfer(candidates, task, device=args.device,
+                            echo=lambda m: print(m, file=sys.stderr))
+    except DataError as err:        # no rule can be trained: the message says what to do
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(table_text(rows))
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "transfer.md").write_text(markdown(rows, settings, data, args.run))
+        (out / "transfer.md").write_text(markdown(rows, task, args.run))
         (out / "transfer.json").write_text(json.dumps(
-            {"settings": settings.as_dict(), "data": data, "runs": args.run,
+            {"settings": task.as_dict(), "seed": SEED, "data": data, "runs": args.run,
              "rows": [dataclasses.asdict(r) | {"lr_scores": {repr(k): v for k, v in
                                                              r.lr_scores.items()}}
                       for r in rows]}, indent=2) + "\n")
@@ -97,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         experiment = args.experiment or (experiment_name(
             get_run(args.run[0], args.tracking_uri).experiment_id, args.tracking_uri)
             if args.run else DEFAULT_EXPERIMENT)
-        run_id = log_transfer(rows, settings, data, args.run, experiment=experiment,
+        run_id = log_transfer(rows, task, args.run, experiment=experiment,
                               tracking_uri=args.tracking_uri)
         print(f"\nMLflow run {run_id} (kind=transfer) in experiment {experiment!r}")
     return 0

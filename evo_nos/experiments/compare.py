@@ -17,9 +17,12 @@ Only like can be compared with like: searches on different presets, budgets or s
 settings are refused, naming which runs differ and how, with the filter that picks one
 group (``--preset``, ``--budget``, ``--runs``).
 
-The report is printed (markdown), written to ``--out`` (``comparison.md``,
-``comparison.json``, ``best_vs_trainings.png``, ``best_vs_time.png``) and logged as its
-own MLflow run tagged ``kind=compare`` in the same experiment.
+The report's tables are DataFrames (:meth:`Report.tables`: ``strategies``,
+``references``, ``top_rules``, ``runs``).  The report is printed (markdown), written to
+``--out`` (``comparison.md``, ``comparison.json``, ``best_vs_trainings.png``,
+``best_vs_time.png``, and each table as ``<table>.md``, ``<table>.csv`` and
+``<table>.json``) and logged as its own MLflow run tagged ``kind=compare`` in the same
+experiment (the strategies table as ``comparison_table.json``).
 
     python -m evo_nos.compare                                  # every search in evo_nos
     python -m evo_nos.compare --preset cpu --budget 40 --out results/
@@ -35,10 +38,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure        # no pyplot: no GUI, no global state
 
+from evo_nos.core.files import write_atomic
 from evo_nos.core.known import name_of
 from evo_nos.core.rules import Rule
+from evo_nos.core.tables import markdown as markdown_table, records, write_table
 from evo_nos.experiments.references import (HEADLINE, fitness_key, load_references,
                                             scoring_settings)
 from evo_nos.fitness.evaluation import CACHED, OK
@@ -240,14 +246,78 @@ class Report:
             "experiment": self.experiment, "preset": self.preset, "budget": self.budget,
             "references": self.references,
             "strategies": {k: asdict(v) for k, v in self.strategies.items()},
-            "runs": [{"run_id": c.run_id, "name": c.name, "strategy": c.strategy,
-                      "seed": c.seed, "status": c.status, "trainings": c.trainings,
-                      "evaluations": c.evaluations, "cached": c.cached, "invalid": c.invalid,
-                      "seconds": c.seconds, "best_fitness": _finite(c.final_best),
-                      "best_rule": c.hall_of_fame[0]["rule"] if c.hall_of_fame else None}
-                     for c in self.runs],
+            "runs": records(self._runs_frame()),
             "notes": self.notes, "compare_run_id": self.run_id,
         }
+
+    # -- the tables -------------------------------------------------------------------------
+    def tables(self) -> dict:
+        """The report's tables as DataFrames (missing numbers are NaN):
+
+        * ``strategies``: one row per strategy: runs, best fitness (mean and sample std
+          over seeds), per reference of :data:`THRESHOLDS` the mean child trainings to
+          beat it over the seeds that did and how many did (both missing without a
+          reference score), cache-hit and invalid rates, candidates per minute, mean
+          trainings spent, the top rule;
+        * ``references``: one row per reference rule, best first: fitness (mean and std
+          over seeds), how many seeds scored it, its rule;
+        * ``top_rules``: each strategy's best rules (its seeds' halls of fame merged),
+          best first;
+        * ``runs``: one row per search.
+        """
+        return {"strategies": self._strategies_frame(), "references": self._references_frame(),
+                "top_rules": self._top_rules_frame(), "runs": self._runs_frame()}
+
+    def _strategies_frame(self) -> pd.DataFrame:
+        rows = []
+        for name, s in self.strategies.items():
+            row = {"strategy": name, "runs": len(s.runs), "best_mean": s.best_mean,
+                   "best_std": s.best_std}
+            for ref in THRESHOLDS:
+                b = s.beat.get(ref)
+                row[f"trainings_to_beat_{ref}"] = math.nan if b is None else b["mean"]
+                row[f"seeds_beating_{ref}"] = math.nan if b is None else b["reached"]
+            row.update(cache_hit_rate=s.cache_hit_rate, invalid_rate=s.invalid_rate,
+                       candidates_per_min=s.candidates_per_min,
+                       trainings_mean=s.trainings_mean,
+                       top_rule=s.top_rules[0]["rule"] if s.top_rules else None)
+            rows.append(row)
+        return pd.DataFrame(rows, columns=list(_COLUMNS["strategies"]))
+
+    def _references_frame(self) -> pd.DataFrame:
+        rows = [{"reference": name, "fitness_mean": r["mean"], "fitness_std": r["std"],
+                 "seeds": len(r["seeds"]), "rule": r["rule"]}
+                for name, r in self.references.items()]
+        frame = pd.DataFrame(rows, columns=list(_COLUMNS["references"]))
+        return frame.sort_values("fitness_mean", ascending=False, kind="stable",
+                                 ignore_index=True)
+
+    def _top_rules_frame(self) -> pd.DataFrame:
+        rows = [{"strategy": name, **row} for name, s in self.strategies.items()
+                for row in s.top_rules]
+        return pd.DataFrame(rows, columns=list(_COLUMNS["top_rules"]))
+
+    def _runs_frame(self) -> pd.DataFrame:
+        rows = [{"run_id": c.run_id, "name": c.name, "strategy": c.strategy, "seed": c.seed,
+                 "status": c.status, "trainings": c.trainings, "evaluations": c.evaluations,
+                 "cached": c.cached, "invalid": c.invalid, "seconds": c.seconds,
+                 "best_fitness": c.final_best,
+                 "best_rule": c.hall_of_fame[0]["rule"] if c.hall_of_fame else None}
+                for c in self.runs]
+        return pd.DataFrame(rows, columns=list(_COLUMNS["runs"]))
+
+
+_COLUMNS = {     # the columns of Report.tables()
+    "strategies": ("strategy", "runs", "best_mean", "best_std",
+                   *(f"{what}_{ref}" for ref in THRESHOLDS
+                     for what in ("trainings_to_beat", "seeds_beating")),
+                   "cache_hit_rate", "invalid_rate", "candidates_per_min", "trainings_mean",
+                   "top_rule"),
+    "references": ("reference", "fitness_mean", "fitness_std", "seeds", "rule"),
+    "top_rules": ("strategy", "fitness", "rule", "name", "math", "seed", "run_id"),
+    "runs": ("run_id", "name", "strategy", "seed", "status", "trainings", "evaluations",
+             "cached", "invalid", "seconds", "best_fitness", "best_rule"),
+}
 
 
 def _finite(x):
@@ -342,74 +412,66 @@ def _top_rules(members: list[SearchCurve], k: int = TOP_RULES) -> list[dict]:
 
 
 # -- rendering ------------------------------------------------------------------------------
-def _fmt(x, spec=".4f", none="–") -> str:
-    return none if x is None or (isinstance(x, float) and not math.isfinite(x)) else \
-        format(x, spec)
+def _short_id(run_id) -> str:
+    return str(run_id)[:8]
 
 
-def _cell(text) -> str:
-    return str(text).replace("|", "\\|")
+# how each of Report.tables() is shown in markdown (headers, number formats, code columns)
+SHOWN = {
+    "strategies": {
+        "headers": {"best_mean": "best fitness (mean)", "best_std": "± std",
+                    **{f"trainings_to_beat_{r}": f"trainings to beat {r}" for r in THRESHOLDS},
+                    **{f"seeds_beating_{r}": f"seeds beating {r}" for r in THRESHOLDS},
+                    "cache_hit_rate": "cache hits", "invalid_rate": "invalid",
+                    "candidates_per_min": "candidates/min", "trainings_mean": "trainings used",
+                    "top_rule": "top rule"},
+        "formats": {"best_mean": ".4f", "best_std": ".4f",
+                    **{f"trainings_to_beat_{r}": ".1f" for r in THRESHOLDS},
+                    "cache_hit_rate": ".1%", "invalid_rate": ".1%",
+                    "candidates_per_min": ".1f"},
+        "code": ("top_rule",)},
+    "references": {
+        "headers": {"fitness_mean": "fitness (mean)", "fitness_std": "± std"},
+        "formats": {"fitness_mean": ".4f", "fitness_std": ".4f"}, "code": ("rule",)},
+    "top_rules": {
+        "headers": {"run_id": "run"}, "formats": {"fitness": ".4f", "run_id": _short_id},
+        "code": ("rule",)},
+    "runs": {
+        "headers": {"run_id": "run", "evaluations": "candidates", "best_fitness": "best fitness",
+                    "best_rule": "best rule"},
+        "formats": {"run_id": _short_id, "seconds": ".1f", "best_fitness": ".4f"},
+        "code": ("best_rule",)},
+}
 
 
 def markdown(report: Report) -> str:
+    frames = report.tables()
+
+    def table(name: str) -> str:
+        return markdown_table(frames[name], **SHOWN[name]).rstrip("\n")
+
     budget = "?" if report.budget is None else report.budget
     lines = [f"# Head-to-head: preset `{report.preset}`, budget {budget} child trainings", ""]
     counts = ", ".join(f"{name} ×{len(s.runs)}" for name, s in report.strategies.items())
     seeds = sorted({c.seed for c in report.runs if c.seed is not None})
     lines += [f"{len(report.runs)} searches in MLflow experiment `{report.experiment}` "
               f"({counts}; seeds {', '.join(map(str, seeds)) or '?'}).", ""]
-    lines += ["## Strategies", "",
-              "| strategy | runs | best fitness (mean ± std) | best per seed | "
-              + " | ".join(f"trainings to beat {r}" for r in THRESHOLDS)
-              + " | cache hits | invalid | candidates/min | trainings used |",
-              "|---|---|---|---|" + "---|" * len(THRESHOLDS) + "---|---|---|---|"]
-    for name, s in report.strategies.items():
-        beats = []
-        for ref in THRESHOLDS:
-            b = s.beat.get(ref)
-            if b is None:
-                beats.append("no reference")
-            elif b["reached"] == 0:
-                beats.append(f"not reached (0/{b['runs']})")
-            else:
-                beats.append(f"{b['mean']:.1f} ({b['reached']}/{b['runs']})")
-        per_seed = ", ".join(_fmt(f) for f in s.best_per_seed)
-        lines.append(f"| {name} | {len(s.runs)} | {_fmt(s.best_mean)} ± {_fmt(s.best_std)} | "
-                     f"{per_seed} | " + " | ".join(beats) + f" | {s.cache_hit_rate:.1%} | "
-                     f"{s.invalid_rate:.1%} | {_fmt(s.candidates_per_min, '.1f')} | "
-                     f"{s.trainings_mean:g} |")
-    lines += ["", "Trainings to beat a reference: child trainings spent when the best rule "
-              "first scored above that reference's score for the same seed; mean over the "
-              "seeds that got there (how many did). Rates are over all candidates, free "
-              "ones included.", ""]
+    lines += ["## Strategies", "", table("strategies"), "",
+              "Trainings to beat a reference: child trainings spent when the best rule "
+              "first scored above that reference's score for the same seed, mean over the "
+              "seeds that got there (empty: none did); seeds beating it: how many did "
+              "(both empty: no reference score). Rates are over all candidates, free ones "
+              "included.", ""]
     if report.references:
-        lines += ["## References", "",
-                  "| reference | fitness (mean ± std) | seeds | rule |", "|---|---|---|---|"]
-        for name, r in sorted(report.references.items(), key=lambda kv: -kv[1]["mean"]):
-            lines.append(f"| {name} | {_fmt(r['mean'])} ± {_fmt(r['std'])} | "
-                         f"{len(r['seeds'])} | `{_cell(r['rule'])}` |")
-        lines.append("")
-    lines += ["## Top rules found", ""]
-    for name, s in report.strategies.items():
-        lines += [f"### {name}", "", "| fitness | rule | math | seed |", "|---|---|---|---|"]
-        for row in s.top_rules:
-            known = f" ({row['name']})" if row["name"] else ""
-            lines.append(f"| {row['fitness']:.4f} | `{_cell(row['rule'])}`{known} | "
-                         f"{_cell(row['math'])} | {row['seed']} |")
-        lines.append("")
+        lines += ["## References", "", table("references"), ""]
+    lines += ["## Top rules found", "", table("top_rules"), ""]
     if report.files:
         lines += ["## Figures", ""]
         for key in ("best_vs_trainings", "best_vs_time"):
             if key in report.files:
                 lines.append(f"![{key.replace('_', ' ')}]({Path(report.files[key]).name})")
         lines.append("")
-    lines += ["## Runs", "", "| run | strategy | seed | status | trainings | candidates | "
-              "best fitness | best rule |", "|---|---|---|---|---|---|---|---|"]
-    for c in report.runs:
-        rule = c.hall_of_fame[0]["rule"] if c.hall_of_fame else ""
-        lines.append(f"| {c.run_id[:8]} | {c.strategy} | {c.seed} | {c.status} | "
-                     f"{c.trainings} | {c.evaluations} | {_fmt(c.final_best)} | "
-                     f"`{_cell(rule)}` |")
+    lines += ["## Runs", "", table("runs")]
     if report.notes:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in report.notes]
     return "\n".join(lines) + "\n"
@@ -531,18 +593,25 @@ def compare(experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str | None = Non
         path = out / f"{name}.png"
         fig.savefig(path)
         report.files[name] = str(path)
+    frames = report.tables()
+    for name, frame in frames.items():
+        paths = write_table(frame, out / name, **SHOWN[name])
+        report.files.update({f"{name}_{kind}": str(path) for kind, path in paths.items()})
     report.files["markdown"] = str(out / "comparison.md")
     report.files["json"] = str(out / "comparison.json")
-    if log:
-        report.run_id = _log(report, figs, experiment, tracking_uri)
     text = markdown(report)
-    (out / "comparison.md").write_text(text, encoding="utf-8")
-    (out / "comparison.json").write_text(json.dumps(report.as_dict(), indent=2, default=str)
-                                         + "\n", encoding="utf-8")
+    if log:
+        report.run_id = _log(report, figs, text, frames["strategies"], experiment,
+                             tracking_uri)
+    write_atomic(out / "comparison.md", text)
+    write_atomic(out / "comparison.json", json.dumps(report.as_dict(), indent=2, default=str)
+                 + "\n")
     return report
 
 
-def _log(report: Report, figs: dict, experiment: str, tracking_uri: str | None) -> str:
+def _log(report: Report, figs: dict, text: str, strategies: pd.DataFrame, experiment: str,
+         tracking_uri: str | None) -> str:
+    """Log the report (its markdown ``text``, the ``strategies`` table) as a compare run."""
     tracker = ReportTracker(experiment=experiment, tracking_uri=tracking_uri)
     runs = [c.run_id for c in report.runs]
     run_id = tracker.start(
@@ -565,23 +634,9 @@ def _log(report: Report, figs: dict, experiment: str, tracking_uri: str | None) 
     tracker.log_metrics(metrics)
     for name, fig in figs.items():
         tracker.log_figure(fig, f"{name}.png")
-    text = markdown(report)
     tracker.log_text(text, "comparison.md")
     tracker.log_dict(report.as_dict(), "comparison.json")
-    rows = []
-    for name, s in report.strategies.items():
-        row = {"strategy": name, "runs": len(s.runs), "best_mean": _finite(s.best_mean),
-               "best_std": _finite(s.best_std), "cache_hit_rate": s.cache_hit_rate,
-               "invalid_rate": s.invalid_rate,
-               "candidates_per_min": _finite(s.candidates_per_min),
-               "trainings_mean": s.trainings_mean,
-               "top_rule": s.top_rules[0]["rule"] if s.top_rules else None}
-        for ref in THRESHOLDS:
-            b = s.beat.get(ref)
-            row[f"trainings_to_beat_{ref}"] = None if b is None else b["mean"]
-            row[f"seeds_beating_{ref}"] = None if b is None else b["reached"]
-        rows.append(row)
-    tracker.log_table(rows, "comparison_table.json")
+    tracker.log_table(strategies, "comparison_table.json")
     tracker.set_tags({NOTE_TAG: text})
     tracker.end("FINISHED")
     return run_id

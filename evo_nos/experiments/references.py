@@ -25,12 +25,17 @@ import json
 import math
 from dataclasses import dataclass, field
 
+import pandas as pd
+
+from evo_nos.core import tables
 from evo_nos.core.known import REFERENCE_NAMES, resolve
 from evo_nos.tracking import (DEFAULT_EXPERIMENT, KIND_TAG, NOTE_TAG, ReportTracker, find_runs,
                               load_table)
 
 KIND = "reference"
 TABLE = "references.json"
+# the columns of ReferenceSet.to_frame() and of a reference run's references.json
+COLUMNS = ("name", "rule", "fitness", "status", "best_lr", "lr_scores")
 # Which settings define a score.  A backend's describe() is logged among a search's
 # params (beside the search's own), so the scoring settings are picked from both by a
 # positive rule: the task's fields (``task.*``) for the real backend, the probe and the
@@ -105,12 +110,23 @@ class ReferenceSet:
         score = self.scores.get(name)
         return None if score is None else score.fitness
 
+    def to_frame(self) -> pd.DataFrame:
+        """The scores as a DataFrame, one row per reference (:data:`COLUMNS`;
+        ``lr_scores`` is the JSON text of {lr: score}, as in references.json)."""
+        return pd.DataFrame([s.row() for s in self.scores.values()], columns=list(COLUMNS))
+
+    def markdown(self) -> str:
+        """The scores as a markdown table (reference, fitness, best lr, status, rule)."""
+        shown = self.to_frame()[["name", "fitness", "best_lr", "status", "rule"]]
+        return tables.markdown(shown, formats={"fitness": ".4f"}, code=("rule",),
+                               headers={"name": "reference", "best_lr": "best lr"})
+
     def table_text(self) -> str:
         lines = [f"{'reference':<14} {'fitness':>8} {'best lr':>8}  rule"]
-        for name, s in self.scores.items():
-            lr = "" if s.best_lr is None else f"{s.best_lr:g}"
-            lines.append(f"{name:<14} {s.fitness:>8.4f} {lr:>8}  {s.rule}"
-                         + ("" if s.status == "ok" else f"  ({s.status})"))
+        for row in tables.records(self.to_frame()):
+            lr = "" if row["best_lr"] is None else f"{row['best_lr']:g}"
+            lines.append(f"{row['name']:<14} {row['fitness']:>8.4f} {lr:>8}  {row['rule']}"
+                         + ("" if row["status"] == "ok" else f"  ({row['status']})"))
         return "\n".join(lines)
 
 
@@ -167,16 +183,12 @@ def _log(refs: ReferenceSet, described: dict, experiment: str,
     tracker = ReportTracker(experiment=experiment, tracking_uri=tracking_uri)
     params = {"preset": refs.preset, "seed": refs.seed, "references": ",".join(refs.scores)}
     params.update({f"fitness.{k}": v for k, v in described.items()})
-    markdown = ("| reference | fitness | best lr | status | rule |\n|---|---|---|---|---|\n"
-                + "\n".join(f"| {n} | {s.fitness:.4f} | "
-                            f"{'' if s.best_lr is None else f'{s.best_lr:g}'} | {s.status} "
-                            f"| `{s.rule}` |" for n, s in refs.scores.items()) + "\n")
+    markdown = refs.markdown()
     run_id = tracker.start(run_name=f"references {refs.preset} seed {refs.seed}", params=params,
                            tags={KIND_TAG: KIND, "preset": refs.preset, "seed": refs.seed,
                                  "fitness_key": refs.key, NOTE_TAG: markdown})
     tracker.log_metrics([(f"fitness.{n}", s.fitness, 0) for n, s in refs.scores.items()])
-    tracker.log_table([s.row() for s in refs.scores.values()], TABLE,
-                      ["name", "rule", "fitness", "status", "best_lr", "lr_scores"])
+    tracker.log_table(refs.to_frame(), TABLE)
     tracker.log_text(markdown, "references.md")
     tracker.end("FINISHED")
     return run_id

@@ -1,4 +1,4 @@
-"""``python -m evo_nos.transfer``: do a search's winners hold up outside the search?
+"""The transfer check: do a search's winners hold up outside the search?
 
 Search fitness can rise while quality elsewhere falls (the NOS paper's transfer
 experiments, Lion's meta-validation funnel).  This trains the top rules of one or more
@@ -13,10 +13,15 @@ never saw:
   search reads (CIFAR-10's 10,000 test images; ``DIR/test/<class>/`` for an image
   folder; a disjoint sample for synthetic data).
 
-Every rule gets its own learning-rate sweep (``sweep_epochs`` at each lr of the grid,
-best validation accuracy wins, ties to the smaller lr), then one run of ``epochs`` at that
-lr from the same initial weights and data order as every other rule.  The learning rate
-is constant (no schedule), as in the search, so differences are the rules'.
+Those settings are a :class:`~evo_nos.fitness.tasks.Task` like any fitness preset:
+``evo_nos/fitness/presets/transfer/{quick,cpu,gpu}.toml`` (:func:`load_transfer_task`
+loads one by name, or a ``.toml`` path), with ``model = "resnet"`` and ``n_test > 0``.
+Each rule is scored by the fitness protocol itself,
+:func:`evo_nos.fitness.train.run_protocol` (the lr sweep, ``sweep_epochs`` at each lr of
+the grid, best validation accuracy wins, ties to the smaller lr; then one run of
+``final_epochs`` at that lr, scored on the validation part and on the test sample), with
+one seed (:data:`SEED`) for every rule: the same initial weights and data order.  The
+learning rate is constant (no schedule), as in the search, so differences are the rules'.
 
 The table (one row per rule) is printed, written to ``--out`` (``transfer.md``,
 ``transfer.json``) and logged as an MLflow run tagged ``kind=transfer``.
@@ -29,168 +34,53 @@ import dataclasses
 import json
 import math
 import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import torch
-from torchvision.datasets import CIFAR10 as TorchvisionCIFAR10
 
-from evo_nos.core.known import name_of, resolve
-from evo_nos.core.threads import torch_threads
+from evo_nos.core.known import resolve
+from evo_nos.core.tables import markdown as markdown_table
+from evo_nos.experiments.references import HEADLINE
 from evo_nos.fitness.backend import resolve_device
-from evo_nos.fitness.data import (CIFAR10, IMAGEFOLDER, SYNTHETIC, DataError, DeviceData,
-                                  ImageSplits, data_dir, decode_images, load_images,
-                                  parse_data_spec, resize, synthetic_images)
-from evo_nos.fitness.models import make_resnet
-from evo_nos.fitness.train import fit
+from evo_nos.fitness.data import DeviceData
+from evo_nos.fitness.evaluation import OK
+from evo_nos.fitness.tasks import Task, load_task, presets
+from evo_nos.fitness.train import run_protocol, task_data
 from evo_nos.tracking import KIND_TAG, NOTE_TAG, ReportTracker, get_run, load_hall_of_fame
 
-DEFAULT_REFERENCES = ("sgd", "momentum", "adam", "rmsprop", "signsgd", "powersign", "addsign")
-PAPER_LRS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+# the known rules trained beside the winners: the ones reports draw as reference lines
+DEFAULT_REFERENCES = HEADLINE
+PRESET_GROUP = "transfer"        # the presets: evo_nos/fitness/presets/transfer/*.toml
+SEED = 0                         # initial weights, data order, rule noise: shared by all rules
 
 
-@dataclass(frozen=True)
-class TransferSettings:
-    """The held-out training setting (``--preset``); ``data`` None: the search's source."""
-
-    name: str = "cpu"
-    data: str | None = None
-    n_train: int = 5000             # training images (from the source's training split)
-    n_val: int = 1000               # validation images for the lr sweep (same split)
-    n_test: int = 2000              # images of the test split scored at the end
-    image_size: int = 32
-    width: int = 16                 # ResNet width of the first stage
-    blocks: tuple = (1, 1, 1)       # residual blocks per stage
-    lrs: tuple = PAPER_LRS
-    sweep_epochs: float = 1.0
-    epochs: float = 10.0            # the final run (the child's is 5 on 2,000 images)
-    batch_size: int = 100
-    translate: int = 2
-    flip: bool = True
-    data_seed: int = 1              # which images (another subset than the search's 0)
-    seed: int = 0                   # initial weights and data order, shared by all rules
-    threads: int = 0                # torch CPU threads (0: torch's default, all cores)
-
-    def as_dict(self) -> dict:
-        out = dataclasses.asdict(self)
-        out["lrs"], out["blocks"] = list(self.lrs), list(self.blocks)
-        return out
+# -- settings --------------------------------------------------------------------------------
+def transfer_presets() -> list[str]:
+    """The transfer presets shipped with evo_nos (``quick``, ``cpu``, ``gpu``)."""
+    return presets(PRESET_GROUP)
 
 
-PRESETS = {
-    # seconds per rule on a CPU: for tests and a first look (not a judgement)
-    "quick": TransferSettings(name="quick", n_train=600, n_val=200, n_test=300, image_size=16,
-                              width=8, lrs=(1e-3, 1e-2, 1e-1), sweep_epochs=1, epochs=2,
-                              threads=1),
-    # a few minutes per rule on two CPU cores
-    "cpu": TransferSettings(name="cpu"),
-    # a GPU: full CIFAR-10, ResNet-20, 20 epochs
-    "gpu": TransferSettings(name="gpu", n_train=45000, n_val=5000, n_test=10000, width=16,
-                            blocks=(3, 3, 3), epochs=20, batch_size=128),
-}
+def default_transfer_preset() -> str:
+    """``gpu`` when a GPU is visible, else ``cpu``."""
+    return "gpu" if torch.cuda.is_available() else "cpu"
 
 
-# -- data ----------------------------------------------------------------------------------
-@dataclass
-class TransferData:
-    train: object                    # evo_nos.fitness.data.DeviceData (train + validation)
-    test_x: torch.Tensor             # uint8 [N, 3, S, S] on the device
-    test_y: torch.Tensor
-    source: str
+def load_transfer_task(preset: str | Path = "cpu", **overrides) -> Task:
+    """A transfer preset by name (one of :func:`transfer_presets`) or a ``.toml`` path,
+    with overrides (None: unchanged), as :func:`evo_nos.fitness.tasks.load_task`."""
+    return _needs_test_split(load_task(preset, group=PRESET_GROUP, **overrides))
 
 
-def _test_split(spec, n_test: int, image_size: int, seed: int):
-    """A seeded sample of ``n_test`` images of a source's test split (uint8, labels)."""
-
-    gen = torch.Generator().manual_seed(seed)
-    if spec.kind == CIFAR10:
-        try:
-            dataset = TorchvisionCIFAR10(str(data_dir() / "cifar10"), train=False, download=True)
-        except Exception as err:
-            raise DataError(f"could not get the CIFAR-10 test split ({err}); offline, use "
-                            "--data imagefolder:DIR with DIR/test/<class>/*.jpg") from err
-        index = torch.randperm(len(dataset.data), generator=gen)[:n_test]
-        x = torch.from_numpy(dataset.data[index.numpy()]).permute(0, 3, 1, 2).contiguous()
-        return resize(x, image_size), torch.as_tensor(dataset.targets)[index]
-    if spec.kind == IMAGEFOLDER:
-        test = Path(spec.path) / "test"
-        if not test.is_dir():
-            raise DataError(f"{spec.path} has no test/ folder: the transfer check scores "
-                            "the test split (DIR/test/<class>/*.jpg)")
-        classes = sorted(p.name for p in test.iterdir() if p.is_dir())
-        files, labels = [], []
-        for label, name in enumerate(classes):
-            found = sorted(p for p in (test / name).iterdir() if p.is_file())
-            files += found
-            labels += [label] * len(found)
-        if n_test > len(files):
-            raise DataError(f"{test} has {len(files)} images, the transfer asks for {n_test}")
-        index = torch.randperm(len(files), generator=gen)[:n_test].tolist()
-        return (decode_images([files[i] for i in index], image_size),
-                torch.tensor([labels[i] for i in index], dtype=torch.int64))
-    raise DataError(f"no test split for data source {spec}")
+def _needs_test_split(task: Task) -> Task:
+    if task.n_test < 1:
+        raise ValueError(f"task {task.name!r} has n_test = {task.n_test}: the transfer "
+                         "check scores the test split, set n_test > 0")
+    return task
 
 
-def load_transfer_data(settings: TransferSettings, data: str, device: str) -> TransferData:
-    """Train/validation images from the training split, test images from the test split."""
-    spec = parse_data_spec(data)
-    s = settings
-    if spec.kind == SYNTHETIC:       # one generated set, split three ways (disjoint samples)
-        x, y = synthetic_images(s.n_train + s.n_val + s.n_test, image_size=s.image_size,
-                                seed=s.data_seed)
-        a, b = s.n_val, s.n_val + s.n_train
-        splits = ImageSplits(train_x=x[a:b], train_y=y[a:b], val_x=x[:a], val_y=y[:a],
-                             n_classes=10)
-        test_x, test_y = x[b:], y[b:]
-    else:
-        splits = load_images(spec, n_train=s.n_train, n_val=s.n_val, image_size=s.image_size,
-                             seed=s.data_seed)
-        test_x, test_y = _test_split(spec, s.n_test, s.image_size, s.data_seed)
-    train = DeviceData(splits, device, translate=s.translate, flip=s.flip)
-    return TransferData(train, test_x.to(device), test_y.to(device), str(spec))
-
-
-# -- training ------------------------------------------------------------------------------
-@torch.no_grad()
-def _accuracy(model, data, x_all, y_all, batch: int = 1000) -> float:
-    model.eval()
-    correct = 0
-    for i in range(0, len(x_all), batch):
-        x = data.normalise(x_all[i:i + batch])
-        correct += int((model(x).argmax(1) == y_all[i:i + batch]).sum())
-    model.train()
-    return correct / max(1, len(x_all))
-
-
-@dataclass
-class Fit:
-    lr: float
-    val: float
-    test: float | None
-    diverged: bool
-    steps: int
-    seconds: float
-
-
-def train_once(rule, lr: float, data: TransferData, settings: TransferSettings, *,
-               epochs: float, test: bool) -> Fit:
-    """Train a fresh ResNet with ``rule`` at ``lr``; validation (and test) accuracy."""
-    start = time.perf_counter()
-    d = data.train
-    total = max(1, int(round(epochs * d.steps_per_epoch(settings.batch_size))))
-    model = make_resnet(settings.seed, n_classes=d.n_classes, width=settings.width,
-                        blocks=settings.blocks, device=d.device)
-    steps, reason = fit(model, rule, lr, d, total_steps=total, batch_size=settings.batch_size,
-                        seed=settings.seed)
-    diverged = bool(reason)
-    if diverged:
-        return Fit(lr, 0.0, 0.0 if test else None, True, steps, time.perf_counter() - start)
-    val = _accuracy(model, d, d.val_x, d.val_y)
-    score = _accuracy(model, d, data.test_x, data.test_y) if test else None
-    return Fit(lr, val, score, False, steps, time.perf_counter() - start)
-
-
+# -- training --------------------------------------------------------------------------------
 @dataclass
 class Candidate:
     label: str                       # "evo #1 (1a2b3c4d)" or a reference name
@@ -214,27 +104,35 @@ class TransferRow:
     seconds: float = 0.0
 
 
-def transfer_rule(candidate: Candidate, data: TransferData,
-                  settings: TransferSettings) -> TransferRow:
-    """The lr sweep, then the long run at the best lr, scored on the test split."""
+def transfer_rule(candidate: Candidate, data: DeviceData, task: Task, *,
+                  seed: int = SEED) -> TransferRow:
+    """The fitness protocol on the transfer task; the final run scored on the test split."""
     rule = resolve(candidate.rule)
-    start = time.perf_counter()
-    with torch_threads(settings.threads):
-        sweep = [train_once(rule, lr, data, settings, epochs=settings.sweep_epochs, test=False)
-                 for lr in settings.lrs]
-        usable = [f for f in sweep if not f.diverged]
-        final = None
-        if usable:
-            best = max(usable, key=lambda f: f.val)           # first (smallest lr) on ties
-            final = train_once(rule, best.lr, data, settings, epochs=settings.epochs,
-                               test=True)
-    ok = final is not None and not final.diverged
+    evaluation, final = run_protocol(rule, data, task, seed=seed)
+    ok = evaluation.status == OK
     return TransferRow(
         label=candidate.label, rule=rule.canonical, math=rule.math, source=candidate.source,
-        search_fitness=candidate.search_fitness, best_lr=final.lr if final else None,
-        val_accuracy=final.val if ok else 0.0, test_accuracy=final.test if ok else 0.0,
-        status="ok" if ok else "diverged", lr_scores={f.lr: f.val for f in sweep},
-        seconds=time.perf_counter() - start)
+        search_fitness=candidate.search_fitness, best_lr=evaluation.best_lr,
+        val_accuracy=evaluation.fitness if ok else 0.0,
+        test_accuracy=final.test_accuracy if ok else 0.0, status=evaluation.status,
+        lr_scores=dict(evaluation.lr_scores), seconds=evaluation.seconds)
+
+
+def run_transfer(candidates: list, task: Task, *, device: str = "auto", seed: int = SEED,
+                 echo=print) -> list:
+    """Train every candidate on ``task`` (duplicate rules once); rows in candidate order."""
+    loaded = task_data(_needs_test_split(task), resolve_device(device))
+    done: dict = {}
+    rows = []
+    for i, cand in enumerate(candidates, 1):
+        key = resolve(cand.rule).canonical
+        if key not in done:
+            echo(f"[{i}/{len(candidates)}] {cand.label}: {key}")
+            done[key] = transfer_rule(cand, loaded, task, seed=seed)
+        row = dataclasses.replace(done[key], label=cand.label, source=cand.source,
+                                  search_fitness=cand.search_fitness)
+        rows.append(row)
+    return rows
 
 
 # -- which rules ---------------------------------------------------------------------------
@@ -280,23 +178,6 @@ def search_data(run_ids, tracking_uri: str | None) -> str:
     return sources.pop() if sources else "synthetic"
 
 
-def run_transfer(candidates: list, settings: TransferSettings, data: str, *,
-                 device: str = "auto", echo=print) -> list:
-    """Train every candidate (duplicate rules once); rows in candidate order."""
-    loaded = load_transfer_data(settings, data, resolve_device(device))
-    done: dict = {}
-    rows = []
-    for i, cand in enumerate(candidates, 1):
-        key = resolve(cand.rule).canonical
-        if key not in done:
-            echo(f"[{i}/{len(candidates)}] {cand.label}: {key}")
-            done[key] = transfer_rule(cand, loaded, settings)
-        row = dataclasses.replace(done[key], label=cand.label, source=cand.source,
-                                  search_fitness=cand.search_fitness)
-        rows.append(row)
-    return rows
-
-
 # -- output --------------------------------------------------------------------------------
 def _fmt(x, spec=".4f") -> str:
     return "" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, spec)
@@ -314,33 +195,48 @@ def table_text(rows: list) -> str:
     return "\n".join(lines)
 
 
-def markdown(rows: list, settings: TransferSettings, data: str, run_ids) -> str:
-    s = settings
-    head = (f"# Transfer check (`{s.name}`): ResNet width {s.width} blocks {list(s.blocks)}, "
-            f"{s.n_train} training images of `{data}`, {s.epochs:g} epochs at each rule's "
-            f"best lr (sweep {', '.join(f'{lr:g}' for lr in s.lrs)} × {s.sweep_epochs:g} "
-            f"epoch, chosen on {s.n_val} validation images), accuracy on {s.n_test} images "
-            f"of the test split.\n\nSearches: {', '.join(run_ids) or 'none'}.\n\n")
-    lines = ["| rule | search fitness | best lr | val acc | test acc | status | rule string |",
-             "|---|---|---|---|---|---|---|"]
-    for r in sorted(rows, key=lambda r: -r.test_accuracy):
-        lr = "" if r.best_lr is None else f"{r.best_lr:g}"
-        lines.append(f"| {r.label} | {_fmt(r.search_fitness)} | {lr} | {r.val_accuracy:.4f} | "
-                     f"{r.test_accuracy:.4f} | {r.status} | `{r.rule.replace('|', '/')}` |")
-    return head + "\n".join(lines) + "\n"
+def network_text(task: Task) -> str:
+    """The task's network in words (the markdown report's head)."""
+    if task.model == "resnet":
+        return f"ResNet width {task.width} blocks {list(task.blocks)}"
+    return f"child ConvNet width {task.width} ({task.head} head)"
+
+
+def table_frame(rows: list) -> pd.DataFrame:
+    """The report's table: one row per rule, best test accuracy first."""
+    columns = ["rule", "search fitness", "best lr", "val acc", "test acc", "status",
+               "rule string"]
+    frame = pd.DataFrame([[r.label, r.search_fitness, r.best_lr, r.val_accuracy,
+                           r.test_accuracy, r.status, r.rule] for r in rows], columns=columns)
+    return frame.sort_values("test acc", ascending=False, kind="stable")
+
+
+def markdown(rows: list, task: Task, run_ids) -> str:
+    """The report (``transfer.md``): the settings in words, then :func:`table_frame`."""
+    t = task
+    head = (f"# Transfer check (`{t.name}`): {network_text(t)}, {t.n_train} training images "
+            f"of `{t.data}`, {t.final_epochs:g} epochs at each rule's best lr (sweep "
+            f"{', '.join(f'{lr:g}' for lr in t.lrs)} × {t.sweep_epochs:g} epoch, chosen on "
+            f"{t.n_val} validation images), accuracy on {t.n_test} images of the test "
+            f"split.\n\nSearches: {', '.join(run_ids) or 'none'}.\n\n")
+    return head + markdown_table(table_frame(rows), code=("rule string",), formats={
+        "search fitness": _fmt, "val acc": ".4f", "test acc": ".4f"})
 
 
 def _metric_name(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.\- ]+", "", label).replace(" ", "_")
 
 
-def log_transfer(rows: list, settings: TransferSettings, data: str, run_ids, *,
-                 experiment: str, tracking_uri: str | None) -> str:
+def log_transfer(rows: list, task: Task, run_ids, *, experiment: str,
+                 tracking_uri: str | None, seed: int = SEED) -> str:
+    """One MLflow run tagged ``kind=transfer`` (params ``transfer.<task key>``, metrics
+    per rule, ``transfer.json`` and ``transfer.md``); returns its id."""
     tracker = ReportTracker(experiment=experiment, tracking_uri=tracking_uri)
-    text = markdown(rows, settings, data, run_ids)
-    params = {f"transfer.{k}": v for k, v in settings.as_dict().items()}
-    params.update({"data": data, "runs": ",".join(run_ids), "rules": len(rows)})
-    run_id = tracker.start(run_name=f"transfer {settings.name} ({len(rows)} rules)",
+    text = markdown(rows, task, run_ids)
+    params = {f"transfer.{k}": v for k, v in task.as_dict().items()}
+    params.update({"transfer.seed": seed, "data": task.data, "runs": ",".join(run_ids),
+                   "rules": len(rows)})
+    run_id = tracker.start(run_name=f"transfer {task.name} ({len(rows)} rules)",
                            params=params,
                            tags={KIND_TAG: "transfer", "source_runs": ",".join(run_ids),
                                  NOTE_TAG: text})

@@ -25,8 +25,11 @@ Parallelism: the joblib backend is the caller's choice, e.g.::
 
 Workers receive only plain data (rule strings, seeds, the :class:`Task` dataclass and a
 device string), load the data once per worker process (:func:`worker_data`, a cache
-keyed by the data settings and device) and return plain Evaluation dicts.  Only the
-calling process touches the fitness cache and ``stats``.
+keyed by the data settings and device, loaded by :func:`evo_nos.fitness.train.task_data`)
+and return plain Evaluation dicts.  Only the calling process touches the fitness cache
+and ``stats``.  A task is described (:meth:`FitnessBackend.describe`, checkpoints) by
+:meth:`Task.described`, which leaves out the transfer check's fields at their defaults,
+so child tasks keep the description (and fitness key) they had before those fields.
 
 Reproducibility: each candidate's seed is derived from the backend seed and the
 rule's *fingerprint* (sha256, not Python's salted ``hash``), so a rule scores the same
@@ -52,16 +55,16 @@ from dataclasses import dataclass
 import joblib
 import torch
 
-from evo_nos.fitness.data import DeviceData, load_images
+from evo_nos.fitness.data import DeviceData
 from evo_nos.fitness.evaluation import CACHED, DIVERGED, INVALID, Evaluation
 from evo_nos.fitness.screen import ScreenResult, screen
 from evo_nos.fitness.tasks import Task, load_task
-from evo_nos.fitness.train import score_rule
+from evo_nos.fitness.train import score_rule, task_data
 from evo_nos.core.known import resolve
 from evo_nos.core.rules import Rule
 
 STATE_VERSION = 1
-_DATA_KEYS = ("data", "n_train", "n_val", "image_size", "n_classes", "data_seed",
+_DATA_KEYS = ("data", "n_train", "n_val", "n_test", "image_size", "n_classes", "data_seed",
               "translate", "flip", "channels_last")
 # Task fields that do not change a score (a cache from a task differing only in these
 # is still valid).
@@ -97,11 +100,7 @@ def worker_data(task: Task, device: str) -> DeviceData:
     key = tuple(getattr(task, k) for k in _DATA_KEYS) + (device,)
     data = _WORKER_DATA.get(key)
     if data is None:
-        splits = load_images(task.data, n_train=task.n_train, n_val=task.n_val,
-                             image_size=task.image_size, seed=task.data_seed,
-                             n_classes=task.n_classes)
-        data = DeviceData(splits, device, translate=task.translate, flip=task.flip,
-                          channels_last=task.channels_last)
+        data = task_data(task, device)
         _WORKER_DATA.clear()  # one dataset per process is enough; free the old one
         _WORKER_DATA[key] = data
     return data
@@ -234,7 +233,7 @@ class FitnessBackend:
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> dict:
         """The fitness cache and counters as plain picklable data (for checkpoints)."""
-        return {"version": STATE_VERSION, "seed": self.seed, "task": self.task.as_dict(),
+        return {"version": STATE_VERSION, "seed": self.seed, "task": self.task.described(),
                 "cache": {fp: ev.to_dict() for fp, ev in self.cache.items()},
                 "stats": dict(self.stats)}
 
@@ -243,7 +242,7 @@ class FitnessBackend:
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"fitness state version {state.get('version')!r} is not "
                              f"{STATE_VERSION}: it was written by another evo_nos version")
-        mine, theirs = self.task.as_dict(), state["task"]
+        mine, theirs = self.task.described(), state["task"]
         differ = sorted(k for k in set(mine) | set(theirs)
                         if k not in _NEUTRAL_KEYS and mine.get(k) != theirs.get(k))
         if differ or state["seed"] != self.seed:
@@ -255,10 +254,11 @@ class FitnessBackend:
 
     # -- description --------------------------------------------------------------------
     def describe(self) -> dict:
-        """Flat ``str -> scalar`` settings, for MLflow params."""
+        """Flat ``str -> scalar`` settings, for MLflow params (the task's
+        :meth:`~evo_nos.fitness.tasks.Task.described` fields as ``task.<key>``)."""
         out: dict = {"fitness": "child-training", "fitness_seed": self.seed,
                      "device": self.device, "n_jobs": self.n_jobs if self.n_jobs else "config"}
-        for key, value in self.task.as_dict().items():
+        for key, value in self.task.described().items():
             if isinstance(value, (list, tuple)):
                 value = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
             out[f"task.{key}"] = value

@@ -6,7 +6,8 @@ Three sources, chosen by a ``--data`` spec string:
   (``$EVO_NOS_DATA``, else ``~/.cache/evo_nos``).  Offline, the error says to use
   ``imagefolder:DIR`` with a local copy instead.
 * ``imagefolder:DIR`` -- ``DIR/train/<class>/*.jpg`` (torchvision's ImageFolder layout,
-  e.g. the unpacked CIFAR-10 JPEG copy).  Decoding tens of thousands of JPEGs takes
+  e.g. the unpacked CIFAR-10 JPEG copy; the test split, when asked for, in
+  ``DIR/test/<class>/*.jpg``).  Decoding tens of thousands of JPEGs takes
   seconds, so the decoded images are cached as one uint8 tensor file in the data
   directory, keyed by the folder, the number of images, their size and the subset seed:
   the second load is a single ``torch.load``.
@@ -14,9 +15,11 @@ Three sources, chosen by a ``--data`` spec string:
   templates of low-frequency colour patterns, randomly shifted, plus pixel noise), for
   tests and smoke runs.
 
-Only the *training* split of a source is ever read: :func:`load_images` draws a seeded
-subset of ``n_train + n_val`` images from it and splits that into train and a held-out
-validation part.  The test split is never used for fitness.
+:func:`load_images` draws a seeded subset of ``n_train + n_val`` images from a source's
+*training* split and splits that into train and a held-out validation part.  The *test*
+split is never used for fitness: only a task with ``n_test > 0`` (the transfer check)
+also gets a seeded sample of ``n_test`` images of it (CIFAR-10's 10,000 test images,
+``DIR/test/<class>/``, or for synthetic data a sample disjoint from train and validation).
 
 :class:`DeviceData` holds the uint8 images on the training device.  Each batch is drawn
 from an on-device permutation, randomly translated (pad-and-crop) and flipped on the
@@ -26,15 +29,18 @@ DataLoader, no per-image Python in the hot loop.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torchvision.datasets import CIFAR10 as TorchvisionCIFAR10
+
+from evo_nos.core.files import write_atomic
 
 SYNTHETIC, CIFAR10, IMAGEFOLDER = "synthetic", "cifar10", "imagefolder"
+TRAIN, VAL, TEST = "train", "val", "test"   # validation is carved out of a source's train
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".gif", ".webp"}
 
 
@@ -80,13 +86,16 @@ def data_dir() -> Path:
 # ---------------------------------------------------------------------------------------
 @dataclass
 class ImageSplits:
-    """Train and validation images as uint8 [N, 3, H, W] tensors with int64 labels."""
+    """Train and validation (and optionally test) images as uint8 [N, 3, H, W] tensors
+    with int64 labels."""
 
     train_x: torch.Tensor
     train_y: torch.Tensor
     val_x: torch.Tensor
     val_y: torch.Tensor
     n_classes: int
+    test_x: torch.Tensor | None = None   # a sample of the source's test split, or None
+    test_y: torch.Tensor | None = None
 
     @property
     def image_size(self) -> int:
@@ -94,26 +103,37 @@ class ImageSplits:
 
 
 def load_images(spec: str | DataSpec, *, n_train: int, n_val: int, image_size: int = 32,
-                seed: int = 0, n_classes: int = 10) -> ImageSplits:
-    """A seeded subset of a source's *training* images, split into train and validation.
+                seed: int = 0, n_classes: int = 10, n_test: int = 0) -> ImageSplits:
+    """A seeded subset of a source's *training* images, split into train and validation;
+    with ``n_test > 0`` also a seeded sample of ``n_test`` images of its *test* split.
 
     ``seed`` fixes which images are used and how they are split; it belongs to the task,
     not to a candidate, so every candidate is scored on the same data.  ``n_classes``
-    only applies to the synthetic source.
+    only applies to the synthetic source, whose "test split" is the last ``n_test``
+    images of one generated set of ``n_val + n_train + n_test`` (so with ``n_test = 0``
+    train and validation are exactly what they are without a test split).
     """
     if n_train < 1 or n_val < 1:
         raise ValueError(f"n_train and n_val must be >= 1, got {n_train}, {n_val}")
+    if n_test < 0:
+        raise ValueError(f"n_test must be >= 0, got {n_test}")
     spec = parse_data_spec(spec) if isinstance(spec, str) else spec
     total = n_train + n_val
+    test_x = test_y = None
     if spec.kind == SYNTHETIC:
-        x, y = synthetic_images(total, image_size=image_size, n_classes=n_classes, seed=seed)
+        x, y = synthetic_images(total + n_test, image_size=image_size, n_classes=n_classes,
+                                seed=seed)
         classes = n_classes
+        if n_test:
+            x, test_x, y, test_y = x[:total], x[total:], y[:total], y[total:]
     else:
         x, y, classes = _subset_of_source(spec, total, image_size, seed)
+        if n_test:
+            test_x, test_y, _ = _subset_of_source(spec, n_test, image_size, seed, split=TEST)
     # the cached subset is already in seeded random order: the first n_val are validation
     return ImageSplits(train_x=x[n_val:].contiguous(), train_y=y[n_val:].contiguous(),
                        val_x=x[:n_val].contiguous(), val_y=y[:n_val].contiguous(),
-                       n_classes=classes)
+                       n_classes=classes, test_x=test_x, test_y=test_y)
 
 
 def synthetic_images(n: int, *, image_size: int = 16, n_classes: int = 10,
@@ -143,17 +163,21 @@ def synthetic_images(n: int, *, image_size: int = 16, n_classes: int = 10,
     return pixels.round().clamp(0, 255).to(torch.uint8), y
 
 
-def _subset_of_source(spec: DataSpec, total: int, image_size: int,
-                      seed: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+def _subset_of_source(spec: DataSpec, total: int, image_size: int, seed: int,
+                      split: str = TRAIN) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """A seeded sample of ``total`` images of the ``split`` (train | test) of a source."""
     if spec.kind == CIFAR10:
-        return _cifar10_subset(total, image_size, seed)
-    return _imagefolder_subset(Path(spec.path), total, image_size, seed)
+        return _cifar10_subset(total, image_size, seed, split)
+    return _imagefolder_subset(Path(spec.path), total, image_size, seed, split)
 
 
-def _choose(n_available: int, total: int, seed: int, source: str) -> torch.Tensor:
+def _choose(n_available: int, total: int, seed: int, source: str,
+            split: str = TRAIN) -> torch.Tensor:
     if total > n_available:
-        raise DataError(f"{source} has {n_available} training images, the task asks for "
-                        f"{total} (n_train + n_val): lower them")
+        asked = "(n_train + n_val)" if split == TRAIN else "(n_test)"
+        kind = "training" if split == TRAIN else split
+        raise DataError(f"{source} has {n_available} {kind} images, the task asks for "
+                        f"{total} {asked}: lower them")
     gen = torch.Generator().manual_seed(seed)
     return torch.randperm(n_available, generator=gen)[:total]
 
@@ -166,57 +190,65 @@ def resize(x: torch.Tensor, image_size: int) -> torch.Tensor:
     return out.round().clamp(0, 255).to(torch.uint8)
 
 
-def _cifar10_subset(total: int, image_size: int, seed: int):
+def _cifar10_subset(total: int, image_size: int, seed: int, split: str = TRAIN):
+    # imported here, not at the top: torchvision.datasets costs ~1.3 s of start-up for
+    # every command, and only --data cifar10 needs it
+    from torchvision.datasets import CIFAR10
+
     root = data_dir() / "cifar10"
     try:
-        dataset = TorchvisionCIFAR10(str(root), train=True, download=True)
+        dataset = CIFAR10(str(root), train=split == TRAIN, download=True)
     except Exception as err:  # offline, blocked, corrupt: all end the same way
         raise DataError(
-            f"could not download CIFAR-10 into {root} ({type(err).__name__}: {err}). "
-            "Offline? Use a local copy: --data imagefolder:DIR, where DIR/train holds "
-            "one folder of images per class (e.g. the unpacked cifar10-jpeg.tar)"
+            f"could not download CIFAR-10 ({split} split) into {root} "
+            f"({type(err).__name__}: {err}). Offline? Use a local copy: --data "
+            f"imagefolder:DIR, where DIR/{split} holds one folder of images per class "
+            "(e.g. the unpacked cifar10-jpeg.tar)"
         ) from err
-    index = _choose(len(dataset.data), total, seed, "CIFAR-10")
+    index = _choose(len(dataset.data), total, seed, "CIFAR-10", split)
     x = torch.from_numpy(dataset.data[index.numpy()]).permute(0, 3, 1, 2).contiguous()
     y = torch.as_tensor(dataset.targets)[index]
     return resize(x, image_size), y, len(dataset.classes)
 
 
-def _list_imagefolder(train: Path) -> tuple[list[Path], list[int], list[str]]:
-    classes = sorted(p.name for p in train.iterdir() if p.is_dir())
+def _list_imagefolder(root: Path) -> tuple[list[Path], list[int], list[str]]:
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
     if not classes:
-        raise DataError(f"{train} has no class folders (expected {train}/<class>/*.jpg)")
+        raise DataError(f"{root} has no class folders (expected {root}/<class>/*.jpg)")
     files, labels = [], []
     for label, name in enumerate(classes):
-        found = sorted(p for p in (train / name).iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+        found = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
         files += found
         labels += [label] * len(found)
     return files, labels, classes
 
 
-def _cache_file(folder: Path, total: int, image_size: int, seed: int) -> Path:
-    key = f"{folder}|train|{total}|{image_size}|{seed}"
+def _cache_file(folder: Path, total: int, image_size: int, seed: int,
+                split: str = TRAIN) -> Path:
+    key = f"{folder}|{split}|{total}|{image_size}|{seed}"
     digest = hashlib.sha1(key.encode()).hexdigest()[:16]
-    return data_dir() / "decoded" / f"{folder.name}-{total}-{image_size}px-{digest}.pt"
+    test = "" if split == TRAIN else f"-{split}"
+    return data_dir() / "decoded" / f"{folder.name}{test}-{total}-{image_size}px-{digest}.pt"
 
 
-def _imagefolder_subset(folder: Path, total: int, image_size: int, seed: int):
-    train = folder / "train"
-    if not train.is_dir():
-        raise DataError(f"{folder} has no train/ folder: imagefolder:DIR needs "
-                        "DIR/train/<class>/*.jpg")
-    cache = _cache_file(folder, total, image_size, seed)
+def _imagefolder_subset(folder: Path, total: int, image_size: int, seed: int,
+                        split: str = TRAIN):
+    root = folder / split
+    if not root.is_dir():
+        need = ("imagefolder:DIR needs DIR/train/<class>/*.jpg" if split == TRAIN else
+                "the transfer check scores the test split (DIR/test/<class>/*.jpg)")
+        raise DataError(f"{folder} has no {split}/ folder: {need}")
+    cache = _cache_file(folder, total, image_size, seed, split)
     if cache.exists():
         saved = torch.load(cache, weights_only=True)
         return saved["x"], saved["y"], int(saved["n_classes"])
-    files, labels, classes = _list_imagefolder(train)
-    index = _choose(len(files), total, seed, str(train)).tolist()
+    files, labels, classes = _list_imagefolder(root)
+    index = _choose(len(files), total, seed, str(root), split).tolist()
     x = decode_images([files[i] for i in index], image_size)
     y = torch.tensor([labels[i] for i in index], dtype=torch.int64)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".{os.getpid()}.tmp")  # workers may race: write, then rename
-    torch.save({"x": x, "y": y, "n_classes": len(classes)}, tmp)
-    os.replace(tmp, cache)
+    buffer = io.BytesIO()
+    torch.save({"x": x, "y": y, "n_classes": len(classes)}, buffer)
+    write_atomic(cache, buffer.getvalue())      # workers may race: each writes whole files
     return x, y, len(classes)
 
 
@@ -263,6 +295,8 @@ class DeviceData:
     """The splits on the training device, with on-device batching and augmentation.
 
     Normalisation statistics (per-channel mean and std) come from the train part only.
+    A test sample (``splits.test_x``), when there is one, is kept beside the validation
+    images and read only through ``split="test"`` of :meth:`eval_batches`.
 
     Augmentation is one ``gather`` per batch: the train images are kept padded by
     ``translate`` pixels (edge replication) in HWC layout, and a table holds, for each
@@ -282,6 +316,10 @@ class DeviceData:
         self.train_y = splits.train_y.to(self.device)
         self.val_x = splits.val_x.to(self.device)
         self.val_y = splits.val_y.to(self.device)
+        empty = torch.empty((0,) + tuple(splits.val_x.shape[1:]), dtype=torch.uint8)
+        self.test_x = (splits.test_x if splits.test_x is not None else empty).to(self.device)
+        self.test_y = (splits.test_y if splits.test_y is not None else
+                       torch.empty(0, dtype=torch.int64)).to(self.device)
         pixels = splits.train_x.float()
         self.mean = pixels.mean(dim=(0, 2, 3)).view(1, 3, 1, 1).to(self.device)
         self.std = pixels.std(dim=(0, 2, 3)).clamp_min(1.0).view(1, 3, 1, 1).to(self.device)
@@ -310,6 +348,11 @@ class DeviceData:
     @property
     def n_val(self) -> int:
         return int(self.val_x.shape[0])
+
+    @property
+    def n_test(self) -> int:
+        """Images of the test sample (0: the data has no test split)."""
+        return int(self.test_x.shape[0])
 
     def steps_per_epoch(self, batch_size: int) -> int:
         """Full batches per epoch (the last partial batch is dropped: fixed batch size)."""
@@ -355,6 +398,12 @@ class DeviceData:
 
     def validation(self, batch_size: int = 1000):
         """Yield normalised, unaugmented validation batches in a fixed order."""
-        for start in range(0, self.n_val, batch_size):
-            yield (self.normalise(self.val_x[start:start + batch_size]),
-                   self.val_y[start:start + batch_size])
+        return self.eval_batches(batch_size, VAL)
+
+    def eval_batches(self, batch_size: int = 1000, split: str = VAL):
+        """Yield normalised, unaugmented batches of ``split`` (val | test) in a fixed order."""
+        if split not in (VAL, TEST):
+            raise ValueError(f"split must be {VAL!r} or {TEST!r}, got {split!r}")
+        x, y = (self.val_x, self.val_y) if split == VAL else (self.test_x, self.test_y)
+        for start in range(0, int(x.shape[0]), batch_size):
+            yield self.normalise(x[start:start + batch_size]), y[start:start + batch_size]

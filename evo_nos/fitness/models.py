@@ -1,4 +1,4 @@
-"""Child networks: the small ConvNet every candidate rule trains.
+"""Networks: the small child ConvNet every candidate rule trains, and a ResNet.
 
 The paper's child is "a small two layer 3x3 ConvNet with 32 filters, ReLU activations
 and batch normalization after each convolutional layer"; its head is not specified.
@@ -16,6 +16,9 @@ parameters) while leaving room to learn.  Convolutions have no bias (BN follows)
 network is built in ``channels_last`` layout, and its initialisation depends only on
 ``seed`` (torch's default init, drawn from a forked, seeded CPU generator, then moved to
 the device), so every learning rate of a candidate starts from the same weights.
+
+:class:`SmallResNet` is the larger network of the transfer check (a task with
+``model = "resnet"``, see :data:`MODELS`), built and initialised the same way.
 """
 from __future__ import annotations
 
@@ -23,6 +26,8 @@ import torch
 from torch import nn
 
 HEADS = ("flatten", "gap")
+# a task's network (Task.model): the child ConvNet, or the transfer check's SmallResNet
+MODELS = ("child", "resnet")
 
 
 class ChildNet(nn.Module):

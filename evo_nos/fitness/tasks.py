@@ -1,6 +1,6 @@
 """Tasks: every number of the scoring protocol, as one frozen dataclass.
 
-A :class:`Task` is what a candidate rule is scored on: the data, the child network, the
+A :class:`Task` is what a candidate rule is scored on: the data, the network, the
 learning-rate grid and epochs, the screen.  Presets ship inside the package, in
 ``evo_nos/fitness/presets/<name>.toml`` (flat ``key = value`` files, keys are the Task's
 fields), so every install finds them:
@@ -9,9 +9,15 @@ fields), so every install finds them:
 * ``cpu``   -- a CIFAR-10 subset sized so one candidate takes 10-30 s on two CPU cores.
 * ``nos``   -- the paper's protocol on full CIFAR-10 (45k/5k), for a GPU.
 
+The transfer check (:mod:`evo_nos.experiments.transfer`) is scored by the same protocol
+on other tasks, its presets in the ``transfer`` group (``presets/transfer/*.toml``:
+``quick``, ``cpu``, ``gpu``): a ResNet (``model = "resnet"``) instead of the child, and a
+sample of the source's *test* split (``n_test``) scored after the final run.
+
 ``load_task("cpu", data="imagefolder:/data/cifar10")`` loads a preset by name (or a
-``.toml`` path) and applies overrides; unknown keys are refused with the list of valid
-ones.  ``Task`` crosses process boundaries as-is (it is a plain picklable dataclass).
+``.toml`` path; ``group="transfer"`` looks the name up among the transfer presets) and
+applies overrides; unknown keys are refused with the list of valid ones.  ``Task``
+crosses process boundaries as-is (it is a plain picklable dataclass).
 """
 from __future__ import annotations
 
@@ -20,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from evo_nos.fitness.models import MODELS
 
 try:  # Python >= 3.11
     import tomllib
@@ -36,14 +44,18 @@ class Task:
     data: str = "synthetic"          # cifar10 | imagefolder:DIR | synthetic
     n_train: int = 45_000            # training images (from the source's train split)
     n_val: int = 5_000               # held-out validation images (same split, disjoint)
+    n_test: int = 0                  # images of the source's *test* split scored after
+                                     # the final run (0: none; fitness never reads it)
     image_size: int = 32             # images are resized to image_size x image_size
     n_classes: int = 10              # synthetic data only; real sources bring their own
     data_seed: int = 0               # which images, and the train/validation split
     translate: int = 2               # random translation by up to this many pixels
     flip: bool = True                # random horizontal flips
-    # -- child network ----------------------------------------------------------------
-    width: int = 32                  # filters per convolution
-    head: str = "flatten"            # flatten | gap (see evo_nos.fitness.models)
+    # -- network ------------------------------------------------------------------------
+    model: str = "child"             # child | resnet (see evo_nos.fitness.models.MODELS)
+    width: int = 32                  # filters per convolution (resnet: of the first stage)
+    head: str = "flatten"            # flatten | gap: the child's head
+    blocks: tuple = (1, 1, 1)        # resnet: residual blocks per stage
     channels_last: bool = True
     # -- protocol -----------------------------------------------------------------------
     lrs: tuple = PAPER_LRS           # the learning-rate grid of the sweep
@@ -61,6 +73,13 @@ class Task:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lrs", tuple(float(lr) for lr in self.lrs))
+        object.__setattr__(self, "blocks", tuple(int(b) for b in self.blocks))
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+        if len(self.blocks) != 3 or min(self.blocks) < 1:
+            raise ValueError(f"blocks must be three counts >= 1, got {list(self.blocks)}")
+        if self.n_test < 0:
+            raise ValueError(f"n_test must be >= 0 (0: no test split), got {self.n_test}")
         if not self.lrs or any(not lr > 0 for lr in self.lrs):
             raise ValueError(f"lrs must be a non-empty list of positive numbers, got {self.lrs}")
         for name in ("n_train", "n_val", "batch_size", "eval_batch_size", "check_every",
@@ -76,7 +95,19 @@ class Task:
 
     def as_dict(self) -> dict:
         out = dataclasses.asdict(self)
-        out["lrs"] = list(self.lrs)
+        out["lrs"], out["blocks"] = list(self.lrs), list(self.blocks)
+        return out
+
+    def described(self) -> dict:
+        """What a task is logged and checkpointed as: :meth:`as_dict`, less the
+        :data:`TRANSFER_KEYS` when all of them are at their defaults (the child protocol),
+        so a child task describes itself exactly as it did before those fields existed
+        (same fitness keys, resumable checkpoints)."""
+        out = self.as_dict()
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        if all(getattr(self, k) == defaults[k] for k in TRANSFER_KEYS):
+            for k in TRANSFER_KEYS:
+                del out[k]
         return out
 
     def replace(self, **changes) -> "Task":
@@ -84,6 +115,8 @@ class Task:
 
 
 TASK_KEYS = tuple(f.name for f in dataclasses.fields(Task))
+# The fields the transfer check added; at their defaults a task is the child protocol.
+TRANSFER_KEYS = ("model", "blocks", "n_test")
 
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
@@ -94,8 +127,10 @@ def presets_dir() -> Path:
     return PRESETS_DIR
 
 
-def presets() -> list[str]:
-    return sorted(p.stem for p in presets_dir().glob("*.toml"))
+def presets(group: str = "") -> list[str]:
+    """The preset names shipped in :func:`presets_dir` (``group``: in its sub-folder of
+    that name, e.g. ``"transfer"``)."""
+    return sorted(p.stem for p in (presets_dir() / group).glob("*.toml"))
 
 
 def default_preset() -> str:
@@ -115,8 +150,8 @@ def _check_keys(values: dict, source: str = "task settings") -> dict:
     return values
 
 
-def load_task(name_or_path: str | Path = "smoke", **overrides) -> Task:
-    """A preset by name (one of :func:`presets`) or a TOML file path, with overrides.
+def load_task(name_or_path: str | Path = "smoke", *, group: str = "", **overrides) -> Task:
+    """A preset by name (one of ``presets(group)``) or a TOML file path, with overrides.
 
     Overrides whose value is None are ignored (so CLI options left unset change nothing).
     """
@@ -127,10 +162,11 @@ def load_task(name_or_path: str | Path = "smoke", **overrides) -> Task:
             raise FileNotFoundError(f"task file {path} does not exist")
         name = path.stem
     else:
-        path = presets_dir() / f"{text}.toml"
+        folder = presets_dir() / group
+        path = folder / f"{text}.toml"
         if not path.is_file():
-            raise ValueError(f"unknown preset {text!r}; presets: {presets()} "
-                             f"(in {presets_dir()}), or give a path to a .toml file")
+            raise ValueError(f"unknown preset {text!r}; presets: {presets(group)} "
+                             f"(in {folder}), or give a path to a .toml file")
         name = text
     with open(path, "rb") as fh:
         values = tomllib.load(fh)

@@ -1,11 +1,18 @@
-"""Train the child network with a rule and score it: the paper's protocol.
+"""Train a network with a rule and score it: the paper's protocol, the one training loop.
 
-:func:`train_run` trains one fresh child with one (rule, learning rate) for a number of
-epochs and returns its validation accuracy.  :func:`score_rule` runs the protocol:
+:func:`task_data` loads a task's images onto the device; :func:`train_run` trains one
+fresh network (the task's ``model``: the child ConvNet, or the transfer check's ResNet)
+with one (rule, learning rate) for a number of epochs through :func:`fit` and returns its
+validation accuracy.  :func:`score_rule` runs the protocol:
 
 1. the sweep: ``sweep_epochs`` at every learning rate of the grid;
 2. the final run: ``final_epochs`` from scratch at the sweep's best learning rate
    (ties go to the smaller learning rate); fitness = its validation accuracy.
+
+:func:`run_protocol` is the same protocol, also returning the final run: for a task with
+``n_test > 0`` (the transfer check) that run is scored on the data's test sample too.
+Accuracies are counted on the device and read back once per split (no host sync per
+batch).
 
 Every run of a candidate starts from the same initial weights, sees the same data
 order and augmentation, and the same noise inside the rule (all derived from the
@@ -33,9 +40,9 @@ import torch
 import torch.nn.functional as F
 
 from evo_nos.core.threads import torch_threads
-from evo_nos.fitness.data import DeviceData
+from evo_nos.fitness.data import TEST, VAL, DeviceData, load_images
 from evo_nos.fitness.evaluation import DIVERGED, OK, Evaluation
-from evo_nos.fitness.models import make_child
+from evo_nos.fitness.models import make_child, make_resnet
 from evo_nos.fitness.tasks import Task
 from evo_nos.core.known import resolve
 from evo_nos.optim.optimizer import RuleOptimizer
@@ -50,6 +57,27 @@ class RunResult:
     steps: int          # optimizer steps actually taken
     seconds: float
     reason: str = ""
+    test_accuracy: float | None = None   # on the test sample, when asked (0 when diverged)
+
+
+def task_data(task: Task, device: str | torch.device = "cpu") -> DeviceData:
+    """The task's images (train, validation, and ``n_test`` test images) on ``device``."""
+    splits = load_images(task.data, n_train=task.n_train, n_val=task.n_val,
+                         image_size=task.image_size, seed=task.data_seed,
+                         n_classes=task.n_classes, n_test=task.n_test)
+    return DeviceData(splits, device, translate=task.translate, flip=task.flip,
+                      channels_last=task.channels_last)
+
+
+def new_model(task: Task, data: DeviceData, seed: int) -> torch.nn.Module:
+    """A fresh network of the task's ``model``, initialised from ``seed`` alone."""
+    if task.model == "resnet":
+        return make_resnet(seed, n_classes=data.n_classes, width=task.width,
+                           blocks=task.blocks, device=data.device,
+                           channels_last=task.channels_last)
+    return make_child(seed, image_size=data.image_size, n_classes=data.n_classes,
+                      width=task.width, head=task.head, device=data.device,
+                      channels_last=task.channels_last)
 
 
 def run_steps(task: Task, data: DeviceData, epochs: float) -> int:
@@ -63,13 +91,19 @@ def _all_finite(model: torch.nn.Module) -> bool:
 
 
 @torch.no_grad()
-def validation_accuracy(model: torch.nn.Module, data: DeviceData, batch_size: int) -> float:
+def accuracy(model: torch.nn.Module, data: DeviceData, batch_size: int,
+             split: str = VAL) -> float:
+    """Accuracy of ``model`` on the data's ``split`` (val | test), one host sync."""
     model.eval()
     correct = torch.zeros((), dtype=torch.int64, device=data.device)
-    for x, y in data.validation(batch_size):
+    for x, y in data.eval_batches(batch_size, split):
         correct += (model(x).argmax(dim=1) == y).sum()
     model.train()
-    return int(correct) / data.n_val
+    n = data.n_val if split == VAL else data.n_test
+    if n < 1:
+        raise ValueError(f"the data has no {split} images (a task with n_test > 0 loads "
+                         "a test split)")
+    return int(correct) / n
 
 
 def fit(model: torch.nn.Module, rule: Rule | str, lr: float, data: DeviceData, *,
@@ -77,7 +111,7 @@ def fit(model: torch.nn.Module, rule: Rule | str, lr: float, data: DeviceData, *
         settings=None) -> tuple[int, str]:
     """Train ``model`` in place with ``rule`` at ``lr`` for ``total_steps`` steps.
 
-    The child training loop, shared by scoring and the transfer check: mean
+    The one training loop (child or ResNet; scoring and the transfer check): mean
     cross-entropy, batches from ``data`` in a seeded order, the rule's own randomness
     (ε, drop) drawn from torch's RNG forked and seeded with ``seed``.  Stops at once when
     the loss (checked every ``check_every`` steps) or the weights turn non-finite.
@@ -109,23 +143,34 @@ def fit(model: torch.nn.Module, rule: Rule | str, lr: float, data: DeviceData, *
 
 
 def train_run(rule: Rule | str, lr: float, data: DeviceData, task: Task, *, seed: int,
-              epochs: float, settings=None) -> RunResult:
-    """Train a fresh child with ``rule`` at ``lr`` for ``epochs``; validation accuracy."""
+              epochs: float, settings=None, test: bool = False) -> RunResult:
+    """Train a fresh network (``task.model``) with ``rule`` at ``lr`` for ``epochs``;
+    validation accuracy, and with ``test`` the accuracy on the data's test sample."""
     start = time.perf_counter()
-    model = make_child(seed, image_size=data.image_size, n_classes=data.n_classes,
-                       width=task.width, head=task.head, device=data.device,
-                       channels_last=task.channels_last)
+    model = new_model(task, data, seed)
     steps, reason = fit(model, rule, lr, data, total_steps=run_steps(task, data, epochs),
                         batch_size=task.batch_size, seed=seed,
                         check_every=task.check_every, settings=settings)
-    accuracy = 0.0 if reason else validation_accuracy(model, data, task.eval_batch_size)
-    return RunResult(lr=lr, accuracy=accuracy, diverged=bool(reason), steps=steps,
-                     seconds=time.perf_counter() - start, reason=reason)
+    val = 0.0 if reason else accuracy(model, data, task.eval_batch_size)
+    tested = None
+    if test:
+        tested = 0.0 if reason else accuracy(model, data, task.eval_batch_size, TEST)
+    return RunResult(lr=lr, accuracy=val, diverged=bool(reason), steps=steps,
+                     seconds=time.perf_counter() - start, reason=reason,
+                     test_accuracy=tested)
 
 
 def score_rule(rule: Rule | str, data: DeviceData, task: Task, *, seed: int,
                settings=None) -> Evaluation:
     """The paper's protocol for one rule: lr sweep, final run at the best lr."""
+    return run_protocol(rule, data, task, seed=seed, settings=settings)[0]
+
+
+def run_protocol(rule: Rule | str, data: DeviceData, task: Task, *, seed: int,
+                 settings=None) -> tuple[Evaluation, RunResult | None]:
+    """:func:`score_rule`'s Evaluation and its final run (None when every lr of the
+    sweep diverged); with ``task.n_test > 0`` the final run is scored on the test
+    sample too (``RunResult.test_accuracy``)."""
     rule = resolve(rule)
     start = time.perf_counter()
     with torch_threads(task.threads):
@@ -138,12 +183,12 @@ def score_rule(rule: Rule | str, data: DeviceData, task: Task, *, seed: int,
             return Evaluation(rule=rule.canonical, fitness=0.0, status=DIVERGED,
                               lr_scores=lr_scores, steps=steps, trainings=1,
                               seconds=time.perf_counter() - start,
-                              reason="every learning rate diverged: " + sweep[-1].reason)
+                              reason="every learning rate diverged: " + sweep[-1].reason), None
         best = max(usable, key=lambda r: r.accuracy)  # max keeps the first (smallest lr) tie
         final = train_run(rule, best.lr, data, task, seed=seed, epochs=task.final_epochs,
-                          settings=settings)
+                          settings=settings, test=task.n_test > 0)
     steps += final.steps
     return Evaluation(rule=rule.canonical, fitness=final.accuracy,
                       status=DIVERGED if final.diverged else OK, best_lr=best.lr,
                       lr_scores=lr_scores, steps=steps, trainings=1,
-                      seconds=time.perf_counter() - start, reason=final.reason)
+                      seconds=time.perf_counter() - start, reason=final.reason), final

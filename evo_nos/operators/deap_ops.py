@@ -9,8 +9,11 @@ Representation.  A rule becomes a :class:`deap.gp.PrimitiveTree` over a
 
 and a tree's root is a ``Slot``.  The identity, elided in a :class:`~evo_nos.core.rules.Rule`,
 is explicit in a tree, so every rule of the grammar has exactly one tree and
-``tree_to_rule(rule_to_tree(r)) == r``.  The primitive set is derived from the
-primitive table filtered by the :class:`SearchSpace`, never written out by hand.
+``tree_to_rule(rule_to_tree(r)) == r``.  In a space with ``root="binary"`` (the default,
+see :mod:`evo_nos.operators.space`) a legal tree starts ``id(b(...))``: node 0 is the
+root slot's unary and must stay ``id``, node 1 is the root's core and must stay a
+binary.  The primitive set is derived from the primitive table filtered by the
+:class:`SearchSpace`, never written out by hand.
 Trees are never compiled (``gp.compile`` is ``eval`` of a string); a rule is scored
 through its canonical string.
 
@@ -18,22 +21,28 @@ Variation.  DEAP's own operators draw from the global ``random`` module, and its
 ``mutShrink``/``mutInsert`` find nothing to do in this grammar (no primitive returns the
 type it takes).  The operators below therefore act on DEAP's ``PrimitiveTree`` (its
 typed nodes, ``searchSubtree`` and checked slice assignment) with an explicit
-``random.Random``, and know the bound on binary nodes:
+``random.Random``, and know the bound on binary nodes and the space's root:
 
 * ``crossover`` -- typed one-point crossover: a non-root subtree of the first parent is
   replaced by a subtree of the same type from the second, chosen among the pairs that
-  keep the child within the bound;
+  keep the child within the bound (and, with a binary root, only a binary donor may
+  replace the root's core);
 * ``subtree``   -- a random subtree is replaced by a fresh random one of the same type,
-  with as many binary nodes as the bound leaves room for;
+  with as many binary nodes as the bound leaves room for (at least one at the root,
+  with a binary root);
 * ``point``     -- one node swapped for another primitive of the same kind and type
-  (unary for unary, the identity included; binary for binary; operand for operand);
+  (unary for unary, the identity included; binary for binary; operand for operand),
+  never the root slot's ``id`` with a binary root;
 * ``shrink``    -- a binary node replaced by one of its arguments (its unary dropped);
+  with a binary root the root binary only by an argument that is itself a binary;
 * ``insert``    -- an operand or binary result ``x`` becomes ``b(x, u(o))`` or
   ``b(u(o), x)`` with a fresh binary ``b``, unary ``u`` and operand ``o``.
 
 :class:`Variation` re-draws a child (at most ``max_tries`` times) until it is inside the
 space and structurally different (by :attr:`Rule.key`) from its parents, preferring
-children not seen before.
+children not seen before.  The operators never produce an illegal root from a legal
+parent, so the re-draws guard only the parent's own faults (e.g. a rule with an operand
+root restored from an old checkpoint).
 """
 from __future__ import annotations
 
@@ -143,17 +152,21 @@ def _n_binary(nodes) -> int:
 
 
 # -- operators on trees (each returns a new tree, or None when it does not apply) ------
+_ROOT_CORE = 1      # index of the root slot's Bare (its core) in a tree; 0 is its unary
+
+
 def crossover(tree1, tree2, rng: random.Random, space: SearchSpace):
     """Typed one-point crossover within the bound: one child (tree1 receiving a subtree
-    of tree2)."""
+    of tree2).  With a binary root only a binary subtree may replace tree1's root core."""
     total1 = _n_binary(tree1)
     sizes2 = {}
     pairs = []
     for i in range(1, len(tree1)):
         slice1 = tree1.searchSubtree(i)
         outside = total1 - _n_binary(tree1[slice1])
+        binary_only = space.binary_root and i == _ROOT_CORE
         for j in range(1, len(tree2)):
-            if tree2[j].ret is not tree1[i].ret:
+            if tree2[j].ret is not tree1[i].ret or (binary_only and tree2[j].arity != 2):
                 continue
             if j not in sizes2:
                 sizes2[j] = _n_binary(tree2[tree2.searchSubtree(j)])
@@ -168,16 +181,20 @@ def crossover(tree1, tree2, rng: random.Random, space: SearchSpace):
 
 
 def subtree_mutation(tree, rng: random.Random, space: SearchSpace):
-    """Replace a random subtree by a fresh random one of the same type."""
+    """Replace a random subtree by a fresh random one of the same type (with a binary
+    root, the root slot or its core by a fresh binary-root rule)."""
     i = rng.randrange(len(tree))
     slice_ = tree.searchSubtree(i)
     room = space.max_binary - (_n_binary(tree) - _n_binary(tree[slice_]))
     pset = primitive_set(space)
-    if tree[i].ret is Slot:
-        k = rng.randint(0, room)
+    at_root = space.binary_root and i <= _ROOT_CORE
+    k = rng.randint(1 if at_root else 0, room)
+    if at_root:                        # room == max_binary >= 1: the whole rule is new
+        fresh = space.sample_binary(rng, k)
+        nodes = _slot_nodes(fresh, pset) if i == 0 else _bare_nodes(fresh, pset)
+    elif tree[i].ret is Slot:
         nodes = _slot_nodes(space.sample_slot(rng, k), pset)
     else:
-        k = rng.randint(0, room)
         fresh = Rule(rng.choice(space.operands)) if k == 0 else space.sample_binary(rng, k)
         nodes = _bare_nodes(fresh, pset)
     child = gp.PrimitiveTree(tree)
@@ -186,10 +203,13 @@ def subtree_mutation(tree, rng: random.Random, space: SearchSpace):
 
 
 def point_mutation(tree, rng: random.Random, space: SearchSpace):
-    """Swap one node for a different primitive of the same kind and type."""
+    """Swap one node for a different primitive of the same kind and type (with a binary
+    root, never the root slot's ``id``)."""
     pset = primitive_set(space)
     choices = []
     for i, node in enumerate(tree):
+        if i == 0 and space.binary_root:
+            continue
         if node.arity == 0:
             pool = [t for t in pset.terminals[node.ret] if t.name != node.name]
         else:
@@ -206,14 +226,23 @@ def point_mutation(tree, rng: random.Random, space: SearchSpace):
 
 
 def shrink_mutation(tree, rng: random.Random, space: SearchSpace):
-    """Replace a binary node by one of its arguments (without that argument's unary)."""
-    binaries = [i for i, node in enumerate(tree) if node.arity == 2]
-    if not binaries:
+    """Replace a binary node by one of its arguments (without that argument's unary).
+    With a binary root, the root's binary is replaced only by an argument that is itself
+    a binary (and not at all when both are operands)."""
+    choices = []
+    for i, node in enumerate(tree):
+        if node.arity != 2:
+            continue
+        first_slot = i + 1
+        slots = (first_slot, tree.searchSubtree(first_slot).stop)
+        if space.binary_root and i == _ROOT_CORE:
+            slots = tuple(s for s in slots if tree[s + 1].arity == 2)
+        if slots:
+            choices.append((i, slots))
+    if not choices:
         return None
-    i = rng.choice(binaries)
-    first_slot = i + 1
-    second_slot = tree.searchSubtree(first_slot).stop
-    slot = rng.choice((first_slot, second_slot))
+    i, slots = rng.choice(choices)
+    slot = rng.choice(slots)
     kept = tree[tree.searchSubtree(slot + 1)]          # the Bare under that slot's unary
     child = gp.PrimitiveTree(tree)
     child[tree.searchSubtree(i)] = kept

@@ -2,8 +2,8 @@
 
 The RL controller (:mod:`evo_nos.strategies.rl`) writes a rule one token at a time.
 This module fixes how, so that every sequence it can write is a rule of the shared
-:class:`~evo_nos.operators.space.SearchSpace` and every rule of the space (with the
-chosen root, below) has exactly one sequence.
+:class:`~evo_nos.operators.space.SearchSpace` and every rule of the space has exactly
+one sequence.
 
 **Serialisation (prefix order).** With the identity elided the space's grammar is
 ``slot := operand | binary | unary(operand) | unary(binary)``, ``binary := b(slot, slot)``.
@@ -17,10 +17,12 @@ by its left slot, then its right slot::
 Because a slot always opens with exactly one unary token, ``unary(unary(x))`` cannot
 be written and the encoding of a rule is unique (``id`` marks a bare slot).
 
-**Root.** ``root="binary"`` (the default) starts with a bare binary token, as the
-paper's last five-token group does and as :meth:`SearchSpace.sample` draws: the update
-is ``b(u1(·), u2(·))``.  ``root="slot"`` starts with a full slot, so rules such as
-``g`` or ``sign(mul(...))`` can be written too: the whole of ``SearchSpace.contains``.
+**Root.** The space decides (``SearchSpace.root``; a grammar has no root setting of its
+own, so it cannot disagree with the space).  ``root="binary"`` (the default) starts
+with a bare binary token, as the paper's last five-token group does and as
+:meth:`SearchSpace.sample` draws: the update is ``b(u1(·), u2(·))``.  ``root="slot"``
+starts with a full slot, so rules such as ``g`` or ``sign(mul(...))`` can be written
+too.  Either way the sequences are exactly the rules of ``SearchSpace.contains``.
 
 **Masks.** A sequence is decoded by a tiny automaton whose state, per sample, is
 ``(phase, todo, n_binary)``: the phase says which kind of token comes next (``ROOT``:
@@ -46,8 +48,6 @@ from evo_nos.core.primitives import BINARY, OPERAND, PRIMITIVES, UNARY
 from evo_nos.operators.space import SearchSpace
 from evo_nos.core.rules import Rule
 
-ROOTS = ("binary", "slot")
-
 # automaton phases
 ROOT, UNARY_PHASE, INNER, DONE = 0, 1, 2, 3
 
@@ -66,13 +66,11 @@ class GrammarState:
 
 
 class TokenGrammar:
-    """Vocabulary, masks, encoding and decoding of rules for one search space."""
+    """Vocabulary, masks, encoding and decoding of rules for one search space (whose
+    ``root`` decides whether a sequence starts with a binary token or a slot)."""
 
-    def __init__(self, space: SearchSpace, root: str = "binary"):
-        if root not in ROOTS:
-            raise ValueError(f"root must be one of {ROOTS}, got {root!r}")
+    def __init__(self, space: SearchSpace):
         self.space = space
-        self.root = root
         self.vocab: tuple[str, ...] = tuple(p.name for p in PRIMITIVES)
         self.index: dict[str, int] = {name: i for i, name in enumerate(self.vocab)}
         self.kind: tuple[str, ...] = tuple(p.kind for p in PRIMITIVES)
@@ -89,6 +87,11 @@ class TokenGrammar:
         self._binary_mask = allowed(space.binaries)
         self._is_binary = torch.tensor([k == BINARY for k in self.kind])
         self._is_operand = torch.tensor([k == OPERAND for k in self.kind])
+
+    @property
+    def root(self) -> str:
+        """The space's root: "binary" or "slot" (read-only, never a setting of its own)."""
+        return self.space.root
 
     # -- sizes ----------------------------------------------------------------------
     @property
@@ -170,11 +173,10 @@ class TokenGrammar:
         return [self.vocab[t] if 0 <= t < self.n_tokens else "<pad>" for t in tokens]
 
     def encode(self, rule: Rule) -> list[int]:
-        """The unique token sequence of ``rule`` (ValueError when it is outside the
-        space or, with root="binary", its root is not a binary function)."""
+        """The unique token sequence of ``rule`` (ValueError, with the space's reason,
+        when it is outside the space, e.g. with root="binary" a rule whose root is not a
+        binary function)."""
         why = self.space.violation(rule)
-        if why is None and self.root == "binary" and rule.kind != BINARY:
-            why = f"its root {rule.op!r} is not a binary function (this grammar has root='binary')"
         if why:
             raise ValueError(f"cannot encode {rule}: {why}")
         out: list[str] = []

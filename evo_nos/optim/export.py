@@ -28,6 +28,9 @@ import string
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import pandas as pd
+
+from evo_nos.core import tables
 from evo_nos.core.files import write_atomic
 from evo_nos.core.known import KNOWN, name_of, resolve
 from evo_nos.core.primitives import PRIMITIVES, RuleSettings
@@ -36,7 +39,8 @@ from evo_nos.optim import standalone
 from evo_nos.optim.kernels import direction_source
 
 __all__ = ["export", "export_source", "export_spec", "default_class_name",
-           "primitives_markdown", "known_rules_markdown"]
+           "primitives_frame", "primitives_markdown", "known_rules_frame",
+           "known_rules_markdown"]
 
 SPEC_FORMAT = "evo_nos.export/1"
 _DIRECTION_NAME = "_rule_direction"
@@ -281,10 +285,6 @@ def export(rule: "Rule | str", out_path: "str | os.PathLike", *, class_name: str
 
 # ---- documentation tables (docs/rules.md shows these; a test keeps them in sync) ----------
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
 class _Setting:
     """Stands for a setting in a code template (shown as its name, with or without !r)."""
 
@@ -297,23 +297,34 @@ class _Setting:
     __str__ = __repr__
 
 
-def primitives_markdown() -> str:
-    """The primitive table as a Markdown table (token, kind, math, code, reads, meaning)."""
-    rows = ["| token | kind | math form | torch code | reads | meaning |",
-            "|---|---|---|---|---|---|"]
+def primitives_frame() -> pd.DataFrame:
+    """The primitive table, one row per token: its kind, math form (of ``x``, ``y``),
+    torch code (settings by name), the running averages it reads ("" for none) and
+    its meaning."""
+    rows = []
     for prim in PRIMITIVES:
         slots = ["x", "y"][:prim.arity]
-        math_form = prim.math.format(*slots)
         code = prim.code.format(*slots, **{k: _Setting(k) for k in _template_fields(prim.code)})
-        reads = ", ".join(sorted(prim.needs)) or "–"
-        rows.append(f"| `{prim.name}` | {prim.kind} | {_cell(math_form)} | `{_cell(code)}` "
-                    f"| {reads} | {_cell(prim.doc)} |")
-    return "\n".join(rows) + "\n"
+        rows.append({"token": prim.name, "kind": prim.kind, "math": prim.math.format(*slots),
+                     "code": code, "reads": ", ".join(sorted(prim.needs)),
+                     "meaning": prim.doc})
+    return pd.DataFrame(rows, columns=["token", "kind", "math", "code", "reads", "meaning"])
+
+
+def primitives_markdown() -> str:
+    """:func:`primitives_frame` as a Markdown table (token, kind, math, code, reads, meaning)."""
+    return tables.markdown(primitives_frame(), code=("token", "code"),
+                           formats={"reads": lambda reads: reads or "–"},
+                           headers={"math": "math form", "code": "torch code"})
+
+
+def known_rules_frame() -> pd.DataFrame:
+    """The known rules, one row per name: its canonical string and math form."""
+    return pd.DataFrame([{"name": name, "rule": rule.canonical, "math": rule.math}
+                         for name, rule in KNOWN.items()], columns=["name", "rule", "math"])
 
 
 def known_rules_markdown() -> str:
-    """The known rules as a Markdown table (name, canonical string, math form)."""
-    rows = ["| name | canonical string | math form |", "|---|---|---|"]
-    for name, rule in KNOWN.items():
-        rows.append(f"| `{name}` | `{rule.canonical}` | {_cell(rule.math)} |")
-    return "\n".join(rows) + "\n"
+    """:func:`known_rules_frame` as a Markdown table (name, canonical string, math form)."""
+    return tables.markdown(known_rules_frame(), code=("name", "rule"),
+                           headers={"rule": "canonical string", "math": "math form"})

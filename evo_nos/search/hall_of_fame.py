@@ -4,9 +4,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import pandas as pd
+
+from evo_nos.core import tables
 from evo_nos.core.known import name_of
 from evo_nos.core.rules import Rule
 from evo_nos.fitness.evaluation import CACHED, OK, Evaluation
+
+# the columns of HallOfFame.to_frame() (and of a search's hall_of_fame.json)
+COLUMNS = ("rank", "rule", "name", "math", "latex", "fitness", "best_lr", "complexity",
+           "status")
 
 
 @dataclass
@@ -97,6 +104,7 @@ class HallOfFame:
     # -- views ------------------------------------------------------------------------
     @staticmethod
     def row(evaluation: Evaluation, rank: int | None = None) -> dict:
+        """One rule's row of :meth:`to_frame` (without ``rank`` when it is None)."""
         rule = Rule.parse(evaluation.rule)
         out = {} if rank is None else {"rank": rank}
         out.update({
@@ -107,31 +115,35 @@ class HallOfFame:
         })
         return out
 
+    def to_frame(self) -> pd.DataFrame:
+        """The hall of fame as a DataFrame, best first, one row per rule: the columns
+        :data:`COLUMNS` (``best_lr`` is missing where no lr sweep chose one)."""
+        return pd.DataFrame([self.row(e, i + 1) for i, e in enumerate(self.top)],
+                            columns=list(COLUMNS))
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """:meth:`to_frame`, read like PySR's ``equations_``."""
+        return self.to_frame()
+
+    def pareto_frame(self) -> pd.DataFrame:
+        """The Pareto front (:meth:`pareto`) as a DataFrame: :data:`COLUMNS` less rank."""
+        return pd.DataFrame([self.row(e) for e in self.pareto()], columns=list(COLUMNS[1:]))
+
     def rows(self) -> list[dict]:
-        return [self.row(e, i + 1) for i, e in enumerate(self.top)]
+        return tables.records(self.to_frame())
 
     def pareto_rows(self) -> list[dict]:
-        return [self.row(e) for e in self.pareto()]
+        return tables.records(self.pareto_frame())
 
     def markdown(self) -> str:
-        def table(rows, columns):
-            lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-            for row in rows:
-                cells = []
-                for c in columns:
-                    value = row.get(c)
-                    if isinstance(value, float):
-                        value = f"{value:.4f}" if c == "fitness" else f"{value:g}"
-                    text = "" if value is None else str(value)
-                    cells.append(f"`{text}`" if c == "rule" else text.replace("|", "\\|"))
-                lines.append("| " + " | ".join(cells) + " |")
-            return "\n".join(lines)
-
-        columns = ["rank", "fitness", "rule", "math", "best_lr", "complexity", "name"]
-        front = ["complexity", "fitness", "rule", "math", "best_lr"]
-        return (f"## Hall of fame (top {self.size})\n\n{table(self.rows(), columns)}\n\n"
+        top = self.to_frame()[["rank", "fitness", "rule", "math", "best_lr", "complexity",
+                               "name"]]
+        front = self.pareto_frame()[["complexity", "fitness", "rule", "math", "best_lr"]]
+        shown = {"formats": {"fitness": ".4f"}, "code": ("rule",)}
+        return (f"## Hall of fame (top {self.size})\n\n{tables.markdown(top, **shown)}\n"
                 f"## Pareto front (best rule per complexity)\n\n"
-                f"{table(self.pareto_rows(), front)}\n")
+                f"{tables.markdown(front, **shown)}")
 
     def table_text(self, width: int = 60) -> str:
         """A plain-text table for the terminal."""

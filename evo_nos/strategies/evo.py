@@ -11,10 +11,13 @@ alternative: ``offspring`` children are bred from the current parents, then the 
 
 Until the population is full, :meth:`EvoStrategy.ask` proposes uniform random rules of
 the space (after the optional warm-start ``seed_rules``, off by default so that all
-strategies start equal).  Children are drawn by :class:`~evo_nos.operators.deap_ops.
-Variation`: always inside the space, different from their parents and, when it can,
-different from every rule proposed before (a repeat costs no training but wastes a
-slot).  All randomness comes from one ``random.Random(seed)``.
+strategies start equal).  A seed rule whose root the space does not allow (``sgd = g``
+or ``adam`` when roots are binary functions, the default) is proposed as its in-space
+spelling, :meth:`SearchSpace.spelling` (``keep(g, g)``, ``keep(adam, adam)``), which
+behaves identically; ``settings["seed_rules"]`` records the rules as given.  Children
+are drawn by :class:`~evo_nos.operators.deap_ops.Variation`: always inside the space,
+different from their parents and, when it can, different from every rule proposed
+before (a repeat costs no training but wastes a slot).  All randomness comes from one ``random.Random(seed)``.
 """
 from __future__ import annotations
 
@@ -85,16 +88,22 @@ class EvoStrategy:
         if isinstance(seed_rules, str):
             seed_rules = [s for s in seed_rules.split(",") if s.strip()]
         self.seed_rules = tuple(resolve(r) for r in seed_rules)
+        spelled = []
         for rule in self.seed_rules:
-            why = self.space.violation(rule)
+            try:
+                inside = self.space.spelling(rule)
+            except ValueError as err:
+                raise ValueError(f"seed rule {rule} is outside the search space: {err}") from None
+            why = self.space.violation(inside)
             if why:
                 raise ValueError(f"seed rule {rule} is outside the search space: {why}")
+            spelled.append(inside)
 
         self.rng = random.Random(seed)
         self.population: deque[Member] = deque()
         self.offspring: list[Member] = []          # mu+lambda: children of this generation
         self.seen: dict[str, None] = {}            # keys of every rule proposed (ordered)
-        self.pending_seeds: list[Rule] = list(self.seed_rules)
+        self.pending_seeds: list[Rule] = spelled             # in-space spellings, in order
         self.told = 0
         self.generation = 0
 
@@ -214,6 +223,8 @@ class EvoStrategy:
         self.population = deque(members(state["population"]))
         self.offspring = members(state["offspring"])
         self.seen = dict.fromkeys(state["seen"])
-        self.pending_seeds = [Rule.parse(t) for t in state["pending_seeds"]]
+        # spelling() leaves in-space rules alone; it maps seeds that checkpoints from before
+        # the space decided the root kept as given (e.g. g) to their in-space spelling
+        self.pending_seeds = [self.space.spelling(Rule.parse(t)) for t in state["pending_seeds"]]
         self.told = state["told"]
         self.generation = state["generation"]

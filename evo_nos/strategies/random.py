@@ -1,8 +1,10 @@
 """Random search: uniform samples of the search space, the control every search must beat.
 
 It learns nothing (``tell`` is a no-op) and draws every rule with
-:meth:`SearchSpace.sample` from one ``random.Random(seed)``; repeats are allowed (they
-are cache hits, free in the budget) so it samples the space exactly as it is.
+:meth:`SearchSpace.sample` from one ``random.Random(seed)`` (so its roots are the
+space's: binary functions by default, any slot with ``root="slot"``); repeats are
+allowed (they are cache hits, free in the budget) so it samples the space exactly as
+it is.
 """
 from __future__ import annotations
 

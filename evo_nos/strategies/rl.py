@@ -9,8 +9,10 @@ the rules the GP and random strategies search:
   first) -> ``LSTMCell`` (150 units, every weight uniform in ±0.08, as the paper
   reports) -> one linear softmax over the whole vocabulary per step.  Tokens the
   grammar forbids at that step are masked to -inf (:mod:`evo_nos.operators.tokens`:
-  prefix order, root = a binary like the paper's last group), so every sample is a
-  valid rule within the binary bound.  Samples are drawn in batches, one mask per
+  prefix order, the root the space decides: by default a binary, like the paper's last
+  group), so every sample is a rule of the space.  The root is not a setting of the
+  controller: build the space with ``SearchSpace(root="slot")`` to let it write any
+  slot as the root.  Samples are drawn in batches, one mask per
   sample, from the strategy's own ``torch.Generator``.  Options: the parent and sibling
   tokens as extra inputs (``tree_inputs``, as Deep Symbolic Regression does) and a
   share of uniform exploration in every step (``uniform_mix``); both off by default.
@@ -61,6 +63,9 @@ from evo_nos.operators.tokens import TokenGrammar, TreeContext
 from evo_nos.core.rules import Rule
 
 PAD = -1   # token id of the steps after a sequence ended
+_ROOT_MOVED = ("'root' is no longer an rl setting: the search space decides which roots are "
+               "legal for every strategy; build it with SearchSpace(root='slot') (or 'binary', "
+               "the default)")
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,6 @@ class RLSettings:
     hidden_size: int = 150          # LSTM units (paper: ~150)
     embedding_dim: int = 32         # size of each token embedding
     init_scale: float = 0.08        # every weight uniform in ±init_scale (paper: 0.08)
-    root: str = "binary"            # "binary" (paper's last group) or "slot" (see tokens.py)
     tree_inputs: bool = False       # also feed the parent and sibling tokens (DSR)
     uniform_mix: float = 0.0        # share of uniform-over-allowed-tokens in each step
     lr: float = 3e-3                # Adam learning rate (paper: 1e-5, for ~10⁴ samples)
@@ -89,8 +93,6 @@ class RLSettings:
     num_threads: int = 1            # torch threads while sampling/training (0: torch's own)
 
     def __post_init__(self) -> None:
-        if self.root not in ("binary", "slot"):
-            raise ValueError(f"root must be 'binary' or 'slot', got {self.root!r}")
         for name in ("hidden_size", "embedding_dim", "ppo_epochs", "min_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
@@ -107,6 +109,8 @@ class RLSettings:
 
     @classmethod
     def from_dict(cls, data: dict) -> "RLSettings":
+        if "root" in data:
+            raise ValueError(_ROOT_MOVED)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -251,11 +255,13 @@ class RLStrategy:
 
     def __init__(self, space: SearchSpace | None = None, seed: int = 0,
                  settings: RLSettings | None = None, **overrides):
+        if "root" in overrides:
+            raise ValueError(_ROOT_MOVED)
         base = settings or RLSettings()
         self.rl_settings = dataclasses.replace(base, **overrides) if overrides else base
         self.space = space or SearchSpace()
         self.seed = seed
-        self.grammar = TokenGrammar(self.space, root=self.rl_settings.root)
+        self.grammar = TokenGrammar(self.space)     # its root is the space's
         self.generator = torch.Generator().manual_seed(int(seed))
         self.controller = Controller(self.grammar, self.rl_settings, self.generator)
         self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=self.rl_settings.lr,
@@ -383,11 +389,14 @@ class RLStrategy:
     def load_state_dict(self, state: dict) -> None:
         if state.get("name") != self.name:
             raise ValueError(f"checkpoint is for strategy {state.get('name')!r}, not {self.name!r}")
-        saved = RLSettings.from_dict(state["settings"])
+        # checkpoints from before the space owned the root kept it as an rl setting
+        saved_settings = dict(state["settings"])
+        legacy_root = saved_settings.pop("root", "binary")
+        saved = RLSettings.from_dict(saved_settings)
         if saved != self.rl_settings:
             raise ValueError(f"checkpoint was written with other rl settings: {saved} != "
                              f"{self.rl_settings}; resume with the settings of the original run")
-        if state["space"] != self.space.as_dict():
+        if {"root": legacy_root, **state["space"]} != self.space.as_dict():
             raise ValueError(f"checkpoint was written for another search space: {state['space']}")
         self.controller.load_state_dict(state["controller"])
         self.optimizer.load_state_dict(state["optimizer"])

@@ -16,10 +16,12 @@ What a search logs.  One parent run per search:
 * metrics, all with ``step = child trainings so far`` so every strategy shares one
   x-axis: ``fitness`` (every candidate), ``best_fitness``, ``evaluations``,
   ``cache_hits``, ``invalid``, ``diverged``, ``candidates_per_min``;
-* artifacts at the end (also when interrupted): ``hall_of_fame.json`` (a table: rank,
-  rule, name, math, latex, fitness, best_lr, complexity, status), ``pareto_front.json``,
-  ``hall_of_fame.md``, ``evaluations.json`` (every candidate), ``best_fitness.png``,
-  and the best rule exported as ``best_optimizer/<Class>.py`` plus its JSON spec;
+* artifacts at the end (also when interrupted): ``hall_of_fame.json`` (a table of
+  :meth:`HallOfFame.to_frame <evo_nos.search.HallOfFame.to_frame>`: rank, rule, name,
+  math, latex, fitness, best_lr, complexity, status) and the same as
+  ``hall_of_fame.csv``, ``pareto_front.json``, ``hall_of_fame.md``, ``evaluations.json``
+  (every candidate), ``best_fitness.png``, and the best rule exported as
+  ``best_optimizer/<Class>.py`` plus its JSON spec;
 * one nested child run per hall-of-fame member (finished searches) with its rule, its
   fitness and its score at every learning rate of the sweep (``score_lr_<lr>``).
 
@@ -32,6 +34,7 @@ import json
 import math
 import time
 
+import pandas as pd
 from matplotlib.figure import Figure   # no pyplot: no global figure state or GUI
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
@@ -145,12 +148,12 @@ class Tracker:
         """
         run_id = self._id()
         hof = report["hall_of_fame"]
-        rows = hof.rows()
-        self._replace_table(run_id, "hall_of_fame.json", rows, list(_HOF_COLUMNS))
-        self._replace_table(run_id, "pareto_front.json", hof.pareto_rows(),
-                            [c for c in _HOF_COLUMNS if c != "rank"])
-        history = [{k: r.get(k) for k in _HISTORY_COLUMNS} for r in report["history"]]
-        self._replace_table(run_id, "evaluations.json", history, list(_HISTORY_COLUMNS))
+        frame = hof.to_frame()
+        self._replace_table(run_id, "hall_of_fame.json", frame)
+        self.client.log_text(run_id, frame.to_csv(index=False), "hall_of_fame.csv")
+        self._replace_table(run_id, "pareto_front.json", hof.pareto_frame())
+        history = pd.DataFrame(list(report["history"]), columns=list(_HISTORY_COLUMNS))
+        self._replace_table(run_id, "evaluations.json", history)
         markdown = hof.markdown()
         self.client.log_text(run_id, markdown, "hall_of_fame.md")
         self._log_curve(run_id, report["best_curve"], report["budget"],
@@ -165,15 +168,13 @@ class Tracker:
             self._log_children(run_id, hof)
         self.end(status)
 
-    def _replace_table(self, run_id: str, artifact_file: str, rows: list[dict],
-                       columns: list[str]) -> None:
+    def _replace_table(self, run_id: str, artifact_file: str, frame: pd.DataFrame) -> None:
         """``log_table`` appends to an existing file; a refreshed table replaces it."""
         existing = [f.path for f in self.client.list_artifacts(run_id)]
         if artifact_file in existing:
             repo = get_artifact_repository(self.client.get_run(run_id).info.artifact_uri)
             repo.delete_artifacts(artifact_file)
-        data = {c: [row.get(c) for row in rows] for c in columns}
-        self.client.log_table(run_id, data=data, artifact_file=artifact_file)
+        self.client.log_table(run_id, data=frame, artifact_file=artifact_file)
 
     def _log_curve(self, run_id: str, curve: list, budget: int, strategy: str) -> None:
         fig = Figure(figsize=(6, 3.6), dpi=100)
@@ -203,8 +204,8 @@ class Tracker:
                                       filter_string=f"tags.`{PARENT_TAG}` = '{run_id}'")
         for run in old:
             self.client.delete_run(run.info.run_id)
-        for rank, evaluation in enumerate(hof.top, 1):
-            row = hof.row(evaluation, rank)
+        for evaluation, row in zip(hof.top, hof.rows()):
+            rank = row["rank"]
             child = self.client.create_run(
                 self.experiment_id, run_name=f"#{rank} {row['name'] or row['rule']}"[:250],
                 tags={PARENT_TAG: run_id, "rank": str(rank), "rule": row["rule"],
@@ -220,8 +221,7 @@ class Tracker:
             self.client.set_terminated(cid, status="FINISHED")
 
 
-_HOF_COLUMNS = ("rank", "rule", "name", "math", "latex", "fitness", "best_lr", "complexity",
-                "status")
+# the columns of a search's evaluations.json (one row per candidate, in order)
 _HISTORY_COLUMNS = ("index", "step", "elapsed", "rule", "fitness", "status", "best_lr",
                     "trainings", "seconds", "reason")
 
@@ -238,6 +238,11 @@ class ReportTracker(Tracker):
     def log_figure(self, figure, path: str) -> None:
         self.client.log_figure(self._id(), figure, path)
 
-    def log_table(self, rows: list[dict], path: str, columns: list[str] | None = None) -> None:
-        columns = columns or list(dict.fromkeys(k for row in rows for k in row))
-        self._replace_table(self._id(), path, rows, columns)
+    def log_table(self, table, path: str, columns: list[str] | None = None) -> None:
+        """Log ``table`` (a DataFrame, or row dicts) as the MLflow table ``path``,
+        replacing an earlier one; ``columns`` picks and orders them (default: all, as
+        they first appear)."""
+        frame = table if isinstance(table, pd.DataFrame) else pd.DataFrame(list(table))
+        if columns is not None:
+            frame = frame.reindex(columns=list(columns))
+        self._replace_table(self._id(), path, frame)
