@@ -80,6 +80,24 @@ def test_the_root_option_reaches_the_space_every_strategy_searches(tmp_path, sto
     assert run.data.params["space.root"] == "slot"
 
 
+def test_offline_the_first_command_says_what_to_do_in_one_line(tmp_path, store, monkeypatch):
+    import urllib.error
+
+    import torchvision.datasets
+
+    class Offline:
+        def __init__(self, *args, **kwargs):
+            raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", Offline)
+    monkeypatch.setenv("EVO_NOS_DATA", str(tmp_path / "cache"))
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["--preset", "cpu", "--budget", "1", "--quiet", "--out", str(tmp_path / "r")])
+    message = str(stop.value.code)
+    assert message.startswith("error: could not download CIFAR-10") and "\n" not in message
+    assert "--data imagefolder:DIR" in message
+
+
 def test_unknown_resume_target_is_named(tmp_path, store):
     with pytest.raises(SystemExit, match="no searches to resume"):
         run_main(tmp_path, "--resume", "last")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from evo_nos.cli.options import (EXIT_INTERRUPTED, EXIT_OK, add_search_options, error, reference_names, space_args_from,
                                  strategy_settings_from)
+from evo_nos.fitness.data import DataError
 from evo_nos.experiments.campaign import CampaignPlan, load_plan_file, run_campaign
 from evo_nos.experiments.compare import markdown
 from evo_nos.strategies import strategy_names
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         plan = plan_from_args(args)
         result = run_campaign(plan)
-    except (ValueError, argparse.ArgumentTypeError) as err:
+    except (ValueError, DataError, argparse.ArgumentTypeError) as err:
         return error(str(err))
     if result.status == "interrupted":
         print("\ncampaign interrupted; run the same command again to continue where it "

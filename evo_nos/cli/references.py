@@ -15,6 +15,7 @@ import sys
 from evo_nos.cli.options import (EXIT_OK, add_fitness_options, add_reference_option,
                                  add_tracking_options, error, reference_names)
 from evo_nos.experiments.references import score_references
+from evo_nos.fitness.data import DataError
 from evo_nos.fitness.factory import make_backend
 from evo_nos.fitness.tasks import preset_key
 from evo_nos.tracking import DEFAULT_EXPERIMENT
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nreferences, preset {preset}, seed {seed} ({how}; MLflow run "
                   f"{refs.run_id}):")
             print(refs.table_text())
-    except ValueError as err:
+    except (ValueError, DataError) as err:
         return error(str(err))
     return EXIT_OK
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from evo_nos.cli.options import (EXIT_INTERRUPTED, add_search_options, space_args_from,
                                  strategy_settings_from)
 from evo_nos.cli.campaign import main as campaign_main, wants_campaign
+from evo_nos.fitness.data import DataError
 from evo_nos.fitness.factory import joblib_backend, make_backend
 from evo_nos.fitness.tasks import default_preset, preset_key
 from evo_nos.operators.space import SearchSpace
@@ -149,7 +150,10 @@ def main(argv: list[str] | None = None) -> int:
             stack.enter_context(joblib_backend(joblib_name, config["n_jobs"], args.scheduler))
         except ValueError as err:
             raise SystemExit(f"error: {err}") from None
-        result = search.run()
+        try:
+            result = search.run()
+        except DataError as err:      # no images to train on: say what to do, in one line
+            raise SystemExit(f"error: {err}") from None
 
     print()
     print(f"{strategy.name} search {result.status}: {result.trainings} child trainings, "
