@@ -8,8 +8,14 @@ import pytest
 from evo_nos.cli.campaign import wants_campaign
 from evo_nos.cli.compare import main
 from evo_nos.experiments.campaign import CampaignPlan, run_campaign
-from evo_nos.experiments.compare import (MixedRunsError, SearchCurve, check_comparable, compare,
-                             summarise)
+import pandas as pd
+from scipy.stats import mannwhitneyu
+
+from evo_nos.core.tables import records, write_table
+from evo_nos.experiments.compare import (BOOTSTRAP_SEED, SHOWN, MixedRunsError, SearchCurve,
+                                         bootstrap_interval, check_comparable, compare,
+                                         improvement_interval, markdown,
+                                         probability_of_improvement, summarise, verdicts)
 from evo_nos.fitness.standin import StandInBackend
 from evo_nos.core.known import REFERENCE_NAMES, resolve
 from evo_nos.operators.space import SearchSpace
@@ -188,10 +194,17 @@ def test_report_files_figures_and_table_exist(campaign):
     text = (out / "comparison.md").read_text()
     for strategy in STRATEGIES:
         assert f"\n| {strategy} | {len(SEEDS)} | " in text
-    assert "trainings to beat adam" in text and "trainings to beat powersign" in text
+    assert "## Compute to reach the references" in text and "trainings to beat" not in text
+    assert "## Is the difference real?" in text and "### Probability of improvement" in text
+    for strategy in STRATEGIES:
+        for ref in ("adam", "powersign"):
+            assert f"\n| {strategy} | {ref} | " in text
+    assert (out / "improvement.csv").is_file() and (out / "reach.json").is_file()
     assert "## References" in text and "`mul(exp(mul(sign_g, sign_m)), g)`" in text
     data = json.loads((out / "comparison.json").read_text())
     assert sorted(data["strategies"]) == sorted(STRATEGIES)
+    assert len(data["improvement"]) == len(STRATEGIES) * (len(STRATEGIES) - 1)
+    assert data["verdicts"] and all(v.endswith(".") for v in data["verdicts"])
     assert data["preset"] == FITNESS and data["budget"] == BUDGET
     assert sorted(r["run_id"] for r in data["runs"]) == sorted(result.run_ids)
     assert report.run_id == data["compare_run_id"]
@@ -203,11 +216,17 @@ def test_report_is_logged_as_its_own_mlflow_run(campaign):
     assert run.run_id == result.report.run_id
     assert run.tags["preset"] == FITNESS and run.params["budget"] == str(BUDGET)
     assert {"best_vs_trainings.png", "best_vs_time.png", "comparison.md", "comparison.json",
-            "comparison_table.json"} <= set(list_artifacts(run.run_id, uri))
+            "comparison_table.json", "improvement_table.json", "reach_table.json"} <= set(
+        list_artifacts(run.run_id, uri))
     table = load_table(run.run_id, "comparison_table.json", uri)
     assert sorted(row["strategy"] for row in table) == sorted(STRATEGIES)
     evo = result.report.strategies["evo"]
     assert run.metrics["best_fitness_mean.evo"] == pytest.approx(evo.best_mean)
+    assert run.metrics["best_fitness_ci_low.evo"] == pytest.approx(evo.best_ci["ci_low"])
+    assert run.metrics["reached_adam.evo"] == evo.reach["adam"]["reached"]
+    improvement = load_table(run.run_id, "improvement_table.json", uri)
+    assert {(r["strategy"], r["versus"]) for r in improvement} == {
+        (a, b) for a in STRATEGIES for b in STRATEGIES if a != b}
     # reports and references are not searches
     assert sorted(r.run_id for r in find_runs("h2h", uri)) == sorted(result.run_ids)
 
@@ -295,8 +314,12 @@ def test_summary_by_hand():
     s = summarise(runs, refs).strategies["evo"]
     assert s.best_mean == pytest.approx(0.7)
     assert s.best_std == pytest.approx(math.sqrt(0.02))        # sample std of 0.8 and 0.6
-    assert s.beat["adam"] == {"mean": 2.5, "reached": 2, "runs": 2, "per_seed": [2, 3]}
-    assert s.beat["powersign"] == {"mean": 4.0, "reached": 1, "runs": 2, "per_seed": [4, None]}
+    assert s.reach["adam"] == {"mean": 2.5, "ci_low": 2.0, "ci_high": 3.0,
+                               "ci_method": "percentile", "reached": 2, "runs": 2,
+                               "per_seed": [2.0, 3.0]}
+    assert s.reach["powersign"] == {"mean": 4.0, "ci_low": None, "ci_high": None,
+                                    "ci_method": "none", "reached": 1, "runs": 2,
+                                    "per_seed": [4.0, None]}
     assert s.cache_hit_rate == pytest.approx(2 / 12)
     assert s.invalid_rate == pytest.approx(2 / 12)
     assert s.candidates_per_min == pytest.approx((8 / 2 + 4 / 0.5) / 2)
@@ -307,7 +330,8 @@ def test_best_so_far_is_a_step_function_of_trainings_and_time():
     got = c.best_at([0, 1, 2, 3, 10])
     assert math.isnan(got[0]) and list(got[1:]) == [0.4, 0.4, 0.9, 0.9]
     assert list(c.best_at([15.0, 30.0], axis="time")) == [0.4, 0.9]
-    assert c.trainings_to_beat(0.3) == 1 and c.trainings_to_beat(0.9) is None
+    assert c.compute_to_reach(0.3) == 1.0 and c.compute_to_reach(0.9) == 3.0
+    assert c.compute_to_reach(0.95) is None and c.compute_to_reach(None) is None
 
 
 def test_reference_scores_are_reused_and_only_missing_names_trained(tmp_path):
@@ -354,3 +378,231 @@ def test_a_tiny_campaign_on_the_smoke_preset_trains_end_to_end(tmp_path):
     assert all(Path(report.files[k]).is_file() for k in ("best_vs_trainings", "best_vs_time",
                                                          "markdown", "json"))
     assert sorted(report.references) == ["adam", "powersign"]
+
+
+# -- statistics ----------------------------------------------------------------------------------
+def test_probability_of_improvement_counts_pairs_ties_half():
+    # 1>0 yes, 1>2 no, 1>5 no, 2>0 yes, 2=2 half, 2>5 no, 3>0 yes, 3>2 yes, 3>5 no: 4.5/9
+    assert probability_of_improvement([1, 2, 3], [0, 2, 5]) == 0.5
+    assert probability_of_improvement([0, 2, 5], [1, 2, 3]) == 0.5
+    # 2>1 yes, 2=2 half, 2>4 no, 3>1 yes, 3>2 yes, 3>4 no: 3.5/6
+    assert probability_of_improvement([2, 3], [1, 2, 4]) == 3.5 / 6
+    assert probability_of_improvement([2, 3], [1, 2, 4]) == pytest.approx(
+        mannwhitneyu([2, 3], [1, 2, 4]).statistic / 6)
+    assert probability_of_improvement([5, 6], [1, 2]) == 1.0
+    assert probability_of_improvement([1, 1], [1]) == 0.5
+    assert math.isnan(probability_of_improvement([], [1.0]))
+    assert probability_of_improvement([1, math.nan, 3], [2]) == 0.5     # nan: dropped
+
+
+def test_bootstrap_interval_contains_the_mean_and_is_reproducible():
+    values = [0.61, 0.64, 0.58, 0.70, 0.66, 0.63]
+    ci = bootstrap_interval([values])
+    assert ci.estimate == pytest.approx(sum(values) / len(values))
+    assert ci.method == "BCa" and ci.sizes == (6,)
+    assert ci.low < ci.estimate < ci.high and min(values) <= ci.low and ci.high <= max(values)
+    assert bootstrap_interval([values]) == ci                    # the fixed seed
+    assert bootstrap_interval([list(reversed(values))]).estimate == pytest.approx(ci.estimate)
+    other = bootstrap_interval([values], seed=BOOTSTRAP_SEED + 1)
+    assert other.method == "BCa" and (other.low, other.high) != (ci.low, ci.high)
+    wider = bootstrap_interval([values], confidence=0.99)
+    assert wider.low <= ci.low and ci.high <= wider.high
+
+
+def test_small_or_degenerate_samples_fall_back_instead_of_failing():
+    two = bootstrap_interval([[0.5, 0.7]])           # BCa needs 3: the percentile interval
+    assert (two.estimate, two.method) == (pytest.approx(0.6), "percentile")
+    assert (two.low, two.high) == (0.5, 0.7)
+    one = bootstrap_interval([[0.5]])                # no interval from one value
+    assert one.estimate == 0.5 and one.method == "none" and not one.defined
+    assert math.isnan(one.low) and math.isnan(one.high)
+    same = bootstrap_interval([[0.3, 0.3, 0.3, 0.3]])  # BCa undefined: every resample equal
+    assert (same.low, same.high, same.method) == (0.3, 0.3, "percentile")
+    empty = bootstrap_interval([[math.nan]])
+    assert math.isnan(empty.estimate) and empty.method == "none" and empty.sizes == (0,)
+    apart = improvement_interval([3, 4, 5], [0, 1, 2])  # complete separation: degenerate
+    assert (apart.estimate, apart.low, apart.high, apart.method) == (1.0, 1.0, 1.0,
+                                                                     "percentile")
+    mixed = improvement_interval([1, 2, 3], [0, 2, 5])
+    assert mixed.estimate == 0.5 and mixed.contains(0.5) and mixed.method == "BCa"
+    assert improvement_interval([1, 2, 3], [0, 2, 5]) == mixed
+
+
+def finals(strategy, values, hall_of_fame=None):
+    """Searches of ``strategy`` whose final best fitness are ``values`` (seeds 0, 1, ..)."""
+    return [curve(strategy, seed, [1, 2], [v / 2, v], trainings=2, evaluations=2,
+                  seconds=60.0, hall_of_fame=list(hall_of_fame or []))
+            for seed, v in enumerate(values)]
+
+
+def test_the_improvement_table_has_every_ordered_pair_mirrored():
+    report = summarise(finals("evo", [1, 2, 3]) + finals("random", [0, 2, 5]))
+    rows = records(report.tables()["improvement"])
+    assert [(r["strategy"], r["versus"], r["probability"], r["n"], r["m"]) for r in rows] == [
+        ("evo", "random", 0.5, 3, 3), ("random", "evo", 0.5, 3, 3)]
+    ab, ba = rows
+    assert ab["ci_low"] == pytest.approx(1 - ba["ci_high"])
+    assert ab["ci_high"] == pytest.approx(1 - ba["ci_low"])
+    assert ab["ci_low"] <= 0.5 <= ab["ci_high"] and ab["ci_method"] == "BCa"
+    strategies = records(report.tables()["strategies"])
+    assert [(r["strategy"], r["best_mean"]) for r in strategies] == [("evo", 2.0),
+                                                                     ("random", pytest.approx(7 / 3))]
+    for r in strategies:
+        assert r["ci_low"] <= r["best_mean"] <= r["ci_high"] and r["ci_method"] == "BCa"
+    (verdict,) = verdicts(report)
+    assert verdict.startswith("the 95% CIs of the mean best fitness of evo [")
+    assert "overlap: no separation at this budget" in verdict
+    assert "P(evo beats random) = 0.50, 95% CI [" in verdict
+    assert verdict.endswith(": within noise (the CI contains 0.5).")
+    assert verdict in markdown(report)
+
+
+def test_separated_strategies_are_called_apart():
+    report = summarise(finals("evo", [0.80, 0.82, 0.81, 0.83]) +
+                       finals("random", [0.50, 0.52, 0.49, 0.51]))
+    (verdict,) = verdicts(report)
+    assert "the 95% CI of evo's mean best fitness [0.8" in verdict
+    assert "lies above random's [0.4" in verdict and "evo is ahead at this budget" in verdict
+    assert "P(evo beats random) = 1.00, 95% CI [1.00, 1.00]" in verdict
+    assert verdict.endswith("evo's searches beat random's more often than not (every "
+                            "resample agrees: each of the 4×4 pairs of seeds went the same "
+                            "way; with few seeds that is weak evidence).")
+    assert records(report.tables()["improvement"])[1]["probability"] == 0.0
+
+
+def test_a_strategy_with_one_seed_gets_no_interval_and_a_note():
+    report = summarise(finals("evo", [0.7]) + finals("random", [0.5, 0.6, 0.4]))
+    evo = report.strategies["evo"]
+    assert evo.best_mean == 0.7 and evo.best_ci == {
+        "estimate": 0.7, "ci_low": None, "ci_high": None, "ci_method": "none"}
+    assert "evo: best fitness from 1 seed: no 95% CI (a bootstrap needs at least 2 seeds)" \
+        in report.notes
+    row = records(report.tables()["strategies"])[0]
+    assert (row["ci_low"], row["ci_high"], row["ci_method"]) == (None, None, "none")
+    improvement = records(report.tables()["improvement"])
+    assert [(r["probability"], r["ci_low"], r["ci_method"], r["n"], r["m"])
+            for r in improvement] == [(1.0, None, "none", 1, 3), (0.0, None, "none", 3, 1)]
+    (verdict,) = verdicts(report)
+    assert verdict == ("evo vs random: too few seeds for a 95% CI of the mean best fitness "
+                       "(evo has 1 scored seed): no conclusion at this budget; P(evo beats random) "
+                       "= 1.00 (no CI: too few seeds).")
+    text = markdown(report)
+    assert "| evo | 1 | 0.7000 |  |  | none | 0.0000 |" in text
+    assert "- evo: best fitness from 1 seed: no 95% CI" in text
+
+
+def test_a_single_strategy_has_nothing_to_compare():
+    report = summarise(finals("evo", [0.7, 0.8]))
+    assert report.tables()["improvement"].empty
+    assert verdicts(report) == ["only one strategy (evo): nothing to compare"]
+    assert "### Probability of improvement" not in markdown(report)
+    assert "evo: best fitness from 2 seeds: percentile CI (BCa needs 3)" in report.notes[-1]
+
+
+def reference_sets(adam, powersign=None):
+    out = []
+    for seed, score in enumerate(adam):
+        scores = {"adam": ReferenceScore("adam", "adam", score, "ok")}
+        if powersign is not None:
+            scores["powersign"] = ReferenceScore("powersign", "x", powersign[seed], "ok")
+        out.append(ReferenceSet("p", seed, "k", scores))
+    return out
+
+
+def test_compute_to_reach_adam_by_hand_on_fractional_compute():
+    nan = math.nan
+    steps = [0.5, 1.25, 2.0, 3.5]
+    runs = [curve("evo", 0, steps, [nan, 0.40, 0.40, 0.70]),      # adam 0.40: at 1.25
+            curve("evo", 1, steps, [0.30, 0.45, 0.60, 0.60]),     # adam 0.60: at 2.0 (=)
+            curve("evo", 2, steps, [0.50, 0.60, 0.70, 0.75]),     # adam 0.50: at 0.5
+            curve("random", 0, steps, [0.10, 0.20, 0.30, 0.35]),  # never: censored
+            curve("random", 1, steps, [0.55, 0.58, 0.60, 0.61]),  # at 2.0
+            curve("random", 2, steps, [0.40, 0.45, 0.45, 0.45])]  # never: censored
+    report = summarise(runs, reference_sets([0.40, 0.60, 0.50], [0.70, 0.90, 0.70]))
+    evo, random = report.strategies["evo"], report.strategies["random"]
+    assert [c.compute_to_reach(a) for c, a in zip(runs, [0.40, 0.60, 0.50] * 2)] == [
+        1.25, 2.0, 0.5, None, 2.0, None]
+    assert evo.reach["adam"]["per_seed"] == [1.25, 2.0, 0.5]
+    assert evo.reach["adam"]["mean"] == pytest.approx(3.75 / 3)
+    assert (evo.reach["adam"]["reached"], evo.reach["adam"]["runs"]) == (3, 3)
+    low, high = evo.reach["adam"]["ci_low"], evo.reach["adam"]["ci_high"]
+    assert 0.5 <= low <= 3.75 / 3 <= high <= 2.0
+    assert random.reach["adam"] == {"mean": 2.0, "ci_low": None, "ci_high": None,
+                                    "ci_method": "none", "reached": 1, "runs": 3,
+                                    "per_seed": [None, 2.0, None]}
+    assert evo.reach["powersign"]["per_seed"] == [3.5, None, 2.0]
+    assert random.reach["powersign"]["per_seed"] == [None, None, None]
+    rows = records(report.tables()["reach"])
+    assert [(r["strategy"], r["reference"], r["trainings_mean"], r["reached"], r["runs"],
+             r["note"]) for r in rows] == [
+        ("evo", "adam", pytest.approx(1.25), 3, 3, "reached 3/3"),
+        ("evo", "powersign", 2.75, 2, 3, "reached 2/3; 1 censored (never got there within "
+                                        "the budget, not in the mean); percentile CI (BCa "
+                                        "needs 3)"),
+        ("random", "adam", 2.0, 1, 3, "reached 1/3; 2 censored (never got there within the "
+                                      "budget, not in the mean); 1 search: no CI"),
+        ("random", "powersign", None, 0, 3, "reached 0/3: none got there within the budget")]
+    assert "evo reached adam in 3/3 searches, random in 1/3; too few got there for 95% CIs " \
+           "of the compute it took." in verdicts(report)
+    text = markdown(report)
+    assert "| evo | powersign | 2.8 | 2.0 | 3.5 | percentile | 2 | 3 | reached 2/3; 1 " \
+           "censored" in text
+    assert "| random | powersign |  |  |  | none | 0 | 3 | reached 0/3" in text
+
+
+def test_top_rules_show_the_standard_error_and_seeds_where_the_search_logged_them():
+    powersign = resolve("powersign").canonical
+    new = [{"rule": powersign, "fitness": 0.8, "fitness_se": 0.01, "seeds": 3},
+           {"rule": "g", "fitness": 0.5, "fitness_se": None, "seeds": 1}]
+    old = [{"rule": "adam", "fitness": 0.6}]             # a run from before: fitness only
+    runs = finals("evo", [0.8], new) + finals("random", [0.6], old)
+    report = summarise(runs)
+    rows = records(report.tables()["top_rules"])
+    assert [(r["strategy"], r["rule"], r["fitness"], r["fitness_se"], r["seeds"])
+            for r in rows] == [("evo", powersign, 0.8, 0.01, 3.0), ("evo", "g", 0.5, None, 1.0),
+                               ("random", "adam", 0.6, None, None)]
+    text = markdown(report)
+    assert "| strategy | fitness (mean) | ± SE | scored on (seeds) | rule |" in text
+    assert f"| evo | 0.8000 | ± 0.0100 | 3 | `{powersign}` |" in text
+    assert "| evo | 0.5000 |  | 1 | `g` |" in text
+    assert "| random | 0.6000 |  |  | `adam` |" in text
+
+
+def test_the_new_tables_round_trip_through_csv_and_json(tmp_path):
+    full = summarise(finals("evo", [0.7]) + finals("random", [0.5, 0.6, 0.4],
+                                                   [{"rule": "g", "fitness": 0.6}]),
+                     reference_sets([0.55, 0.55, 0.55]))
+    alone = summarise(finals("random", [0.5, 0.6]))        # no pairs, no references
+    for i, report in enumerate((full, alone)):
+        for name, frame in report.tables().items():
+            paths = write_table(frame, tmp_path / f"{name}{i}", **SHOWN[name])
+            assert json.loads(paths["json"].read_text()) == records(frame)
+            missing = frame.replace({"": math.nan})      # "" and None: empty in CSV
+            pd.testing.assert_frame_equal(pd.read_csv(paths["csv"]),
+                                          missing.where(missing.notna(), math.nan),
+                                          check_dtype=False)
+        json.dumps(report.as_dict(), default=str)     # the whole report is plain data
+    assert alone.tables()["improvement"].empty and alone.tables()["reach"].empty
+
+
+def test_curves_read_fractional_compute_from_the_evaluations_table(monkeypatch):
+    import evo_nos.experiments.compare as module
+
+    rows = [{"index": 0, "status": "ok", "fitness": 0.3, "step": 40, "compute": 0.4,
+             "elapsed": 1.0},
+            {"index": 1, "status": "invalid", "fitness": None, "step": 40, "compute": 0.4,
+             "elapsed": 1.5},
+            {"index": 2, "status": "ok", "fitness": 0.6, "step": 140, "compute": 1.4,
+             "elapsed": 3.0}]
+    monkeypatch.setattr(module, "load_table", lambda run_id, name, uri=None: list(rows))
+    monkeypatch.setattr(module, "load_hall_of_fame", lambda run_id, uri=None: [])
+
+    class Run:
+        run_id, name, status, start_time = "r" * 32, "evo seed 0", "FINISHED", 0.0
+        params = {"seed": "0", "preset": "p", "budget": "2", "strategy": "evo"}
+        tags = {"strategy": "evo"}
+        metrics: dict = {}
+
+    c = module.load_curve(Run())
+    assert c.steps == [0.4, 0.4, 1.4] and c.trainings == 1.4 and c.invalid == 1
+    assert c.best == [0.3, 0.3, 0.6] and c.compute_to_reach(0.5) == 1.4

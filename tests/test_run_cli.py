@@ -44,7 +44,7 @@ def test_search_prints_the_hall_of_fame_and_how_to_open_mlflow(tmp_path, store, 
     assert run_main(tmp_path, "--budget", "8", "--seed", "3", "--population", "4",
                     "--tournament", "2") == 0
     out = capsys.readouterr().out
-    assert "evo search finished: 8 child trainings" in out
+    assert "evo search finished: 8.0 child trainings of compute (8 runs, 0 re-scorings)" in out
     assert "#   fitness" in out and f"mlflow ui --backend-store-uri {store}" in out
     (run,) = parent_runs(store)
     assert run.data.params["strategy.population"] == "4" and run.data.params["seed"] == "3"

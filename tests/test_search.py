@@ -79,7 +79,8 @@ def test_hall_of_fame_views_and_state():
     row = hof.rows()[0]
     assert row == {"rank": 1, "rule": TARGET, "name": "powersign",
                    "math": Rule.parse(TARGET).math, "latex": Rule.parse(TARGET).latex,
-                   "fitness": 0.9, "best_lr": 0.1, "complexity": 6, "status": "ok"}
+                   "fitness": 0.9, "fitness_se": None, "seeds": 1, "best_lr": 0.1,
+                   "complexity": 6, "status": "ok"}
     assert f"`{TARGET}`" in hof.markdown() and "Pareto front" in hof.markdown()
     assert "powersign" in hof.table_text()
     copy = HallOfFame(size=9)

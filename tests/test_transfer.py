@@ -1,11 +1,20 @@
-"""The transfer check: a search's winners and the references on held-out settings."""
+"""The transfer check: search winners, references and torch's optimizers on held-out tasks."""
+import json
+import textwrap
+
 import pytest
 import torch
 from PIL import Image
 
-from evo_nos.fitness import train as fitness_train
+from evo_nos.cli.transfer import main, split_list
+from evo_nos.experiments.transfer import (Candidate, TransferRow, baseline_candidates,
+                                          load_suite, load_transfer_task, markdown, mean_se,
+                                          run_suite, scores_frame, summary_frame, table_text,
+                                          transfer_presets)
+from evo_nos.fitness import heldout
 from evo_nos.fitness.backend import FitnessBackend
 from evo_nos.fitness.data import load_images
+from evo_nos.fitness.heldout import HeldOutTask, TaskScore
 from evo_nos.fitness.models import SmallResNet, make_child, make_resnet
 from evo_nos.fitness.tasks import (PAPER_LRS, TASK_KEYS, TRANSFER_KEYS, Task, load_task,
                                    presets_dir)
@@ -14,14 +23,29 @@ from evo_nos.fitness.standin import StandInBackend
 from evo_nos.operators.space import SearchSpace
 from evo_nos.search import Search
 from evo_nos.strategies import make_strategy
-from evo_nos.tracking import Tracker, find_runs, load_table
-from evo_nos.cli.transfer import main
-from evo_nos.experiments.transfer import (Candidate, load_transfer_task, run_transfer,
-                                          transfer_presets, transfer_rule)
+from evo_nos.tracking import Tracker, find_runs, load_table, metric_history
 
 from mlflow_store import fresh_store
 
 QUICK = load_transfer_task("quick")
+
+# a task of the user's own, as a file: python -m evo_nos.transfer --task FILE.py:make_task
+USER_TASK = textwrap.dedent('''
+    import torch
+    from evo_nos.fitness.heldout import HeldOutTask, TaskSetup, TensorData, split3, seeded
+    from evo_nos.fitness.models import TabularMLP
+
+    def build(seed, device):
+        g = torch.Generator().manual_seed(seed)
+        x = torch.randn(300, 4, generator=g)
+        y = (x[:, 0] * x[:, 1] > 0).long()
+        return TaskSetup(TensorData(*split3(x, y, 200, 50), device),
+                         model=lambda s: seeded(s, lambda: TabularMLP(4, 2, 8, 1), device))
+
+    def make_task(size):
+        return HeldOutTask("xor", "mlp", build, lrs=(0.01, 0.1), batch_size=50,
+                           description=f"xor at size {size}")
+''')
 
 
 @pytest.fixture(scope="module")
@@ -35,59 +59,171 @@ def searched(tmp_path_factory):
     return result, uri
 
 
-def test_transfer_prints_a_row_per_rule_and_logs_the_table(searched, capsys, tmp_path):
+def test_the_suite_runs_rules_and_torch_baselines_and_logs_the_table(searched, capsys,
+                                                                     tmp_path):
     result, uri = searched
+    user = tmp_path / "my_task.py"
+    user.write_text(USER_TASK)
     code = main(["--run", result.run_id, "--top", "2", "--quick", "--references", "sgd",
-                 "--tracking-uri", uri, "--out", str(tmp_path)])
+                 "--tasks", "tabular", "--task", f"{user}:make_task",
+                 "--tracking-uri", uri, "--out", str(tmp_path / "out")])
     assert code == 0
     lines = capsys.readouterr().out.splitlines()
-    header, rows = lines[0], lines[1:4]
-    assert header.split()[:6] == ["rule", "search", "best", "lr", "val", "test"]
-    assert [r.split()[:3] for r in rows[:2]] == [["evo", "s0", "#1"], ["evo", "s0", "#2"]]
-    assert rows[2].split()[0] == "sgd" and len(lines) == 4 + 2   # + blank, MLflow line
-    assert rows[0].split()[3] == "1.0000"                   # PowerSign's search fitness
+    header, rows = lines[0], lines[1:6]
+    assert header.split() == ["optimizer", "search", "tabular", "xor", "mean", "rank"]
+    labels = ["evo s0 #1", "evo s0 #2", "sgd", "torch Adam", "torch SGD+momentum"]
+    assert sorted(r.split("  ")[0] for r in rows) == sorted(labels)   # 2+ spaces apart
+    best = next(r for r in rows if r.startswith("evo s0 #1"))
+    assert best.split()[3] == "1.0000"                      # PowerSign's search fitness
+    assert len(lines) == 6 + 2                               # + blank, MLflow line
     (run,) = find_runs("transfer", uri, kind="transfer")
     assert run.tags["source_runs"] == result.run_id
+    assert run.params["tasks"] == "tabular,xor" and run.params["xor.lrs"] == "[0.01, 0.1]"
     table = load_table(run.run_id, "transfer.json", uri)
-    assert [r["label"] for r in table] == ["evo s0 #1", "evo s0 #2", "sgd"]
-    assert table[0]["rule"] == result.best.rule
-    assert all(0.0 <= r["test_accuracy"] <= 1.0 and r["status"] == "ok" for r in table)
-    assert "| evo s0 #1 |" in (tmp_path / "transfer.md").read_text()
+    assert [(r["task"], r["label"]) for r in table] == [
+        (t, label) for t in ("tabular", "xor") for label in labels]
+    assert table[0]["rule"] == result.best.rule and table[3]["rule"] == "torch-adam"
+    assert all(0.0 <= r["test_mean"] <= 1.0 and r["status"] == "ok" for r in table)
+    assert all(len(json.loads(r["test"])) == 2 for r in table)           # two seeds
+    summary = load_table(run.run_id, "transfer_summary.json", uri)
+    assert sorted(r["optimizer"] for r in summary) == sorted(labels)
+    ranks = {r["optimizer"]: r["mean rank"] for r in summary}
+    assert metric_history(run.run_id, "mean_rank.torch_Adam", uri)[-1][1] == pytest.approx(
+        ranks["torch Adam"])
+    adam = next(r for r in table if r["task"] == "xor" and r["label"] == "torch Adam")
+    assert metric_history(run.run_id, "test.xor.torch_Adam", uri)[-1][1] == pytest.approx(
+        adam["test_mean"])
+    written = json.loads((tmp_path / "out" / "transfer.json").read_text())
+    assert [t["name"] for t in written["tasks"]] == ["tabular", "xor"]
+    assert written["preset"] == "quick" and len(written["rows"]) == 10
+    text = (tmp_path / "out" / "transfer.md").read_text()
+    assert "| evo s0 #1 |" in text and "**xor** (mlp): xor at size quick" in text
 
 
-def test_each_rule_gets_its_own_lr_sweep_and_a_test_score(tmp_path):
-    data = task_data(QUICK, "cpu")           # QUICK.data: synthetic
-    row = transfer_rule(Candidate("adam", "adam", "reference"), data, QUICK)
-    assert sorted(row.lr_scores) == sorted(QUICK.lrs)
-    assert row.best_lr == max(QUICK.lrs, key=lambda lr: (row.lr_scores[lr], -lr))
-    assert row.test_accuracy > 0.2          # 10 classes: well above chance after 2 epochs
+def test_a_bad_task_module_is_a_clear_error(capsys):
+    code = main(["--quick", "--no-log", "--task", "no_such_pkg_qq.tasks:make_task"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "cannot import module 'no_such_pkg_qq.tasks'" in err and "MODULE:NAME" in err
+    assert main(["--quick", "--no-log", "--tasks", "vision"]) == 2
+    assert "unknown task 'vision'" in capsys.readouterr().err
 
 
-def test_a_diverging_rule_scores_zero_without_stopping_the_check():
-    settings = QUICK.replace(lrs=(1.0,))
-    data = task_data(settings, "cpu")
-    row = transfer_rule(Candidate("boom", "exp(exp(exp(exp(g2))))", "given"), data, settings)
-    assert (row.status, row.val_accuracy, row.test_accuracy, row.best_lr) == (
-        "diverged", 0.0, 0.0, None)
+def test_repeated_candidates_are_dropped_and_shared_labels_told_apart():
+    from evo_nos.experiments.transfer import distinct
+
+    got = distinct([Candidate("adam", "adam", "given"), Candidate("adam", "adam", "reference"),
+                    Candidate("mine", "sgd", "given"), Candidate("mine", "sign_g", "given"),
+                    Candidate("mine", "g", "given")])
+    assert [(c.label, c.rule, c.source) for c in got] == [
+        ("adam", "adam", "given"), ("mine", "sgd", "given"), ("mine (2)", "sign_g", "given")]
 
 
-def test_the_same_rule_from_two_sources_is_trained_once(monkeypatch):
+def test_rule_lists_keep_the_commas_inside_rules():
+    assert split_list("adam, mul(sign_g, g),powersign") == ["adam", "mul(sign_g, g)",
+                                                             "powersign"]
+    assert split_list(" ") == []
+    assert [c.rule for c in baseline_candidates()] == ["torch-adam", "torch-sgdm"]
+    with pytest.raises(ValueError, match="unknown baseline"):
+        baseline_candidates(["torch-lbfgs"])
+
+
+# -- the tables: mean ± SE over seeds, ranks per task, mean rank ------------------------------
+def fabricated(label, task, tests):
+    mean, se = mean_se(tests)
+    return TransferRow(label, label, label, "given", None, task, "mlp", 0.01,
+                       list(range(len(tests))), list(tests), list(tests), mean, se, "ok")
+
+
+def test_scores_are_mean_and_standard_error_and_ranked_per_task():
+    rows = [fabricated("x", "A", [0.25, 0.75]), fabricated("y", "A", [0.5, 0.5]),
+            fabricated("z", "A", [0.125, 0.375]),
+            fabricated("x", "B", [0.875]), fabricated("y", "B", [0.75]),
+            fabricated("z", "B", [1.0])]
+    assert mean_se([0.25, 0.75]) == (0.5, 0.25)             # sd 0.3536 / sqrt(2)
+    assert mean_se([0.125, 0.375]) == (0.25, 0.125) and mean_se([0.9]) == (0.9, None)
+    assert mean_se([1.0, 2.0, 6.0]) == pytest.approx((3.0, (7.0 / 3) ** 0.5))
+    scores = scores_frame(rows)
+    assert scores["rank"].tolist() == [1.5, 1.5, 3.0, 2.0, 3.0, 1.0]   # ties share 1 and 2
+    summary = summary_frame(rows)
+    assert summary["optimizer"].tolist() == ["x", "z", "y"]           # best mean rank first
+    assert summary["mean rank"].tolist() == [1.75, 2.0, 2.25]
+    assert summary[["A", "A se", "A rank", "B", "B rank"]].values.tolist() == [
+        [0.5, 0.25, 1.5, 0.875, 2.0], [0.25, 0.125, 3.0, 1.0, 1.0], [0.5, 0.0, 1.5, 0.75, 3.0]]
+    assert summary["B se"].isna().all()                               # one seed: no SE
+    text = table_text(rows).splitlines()
+    assert text[0].split() == ["optimizer", "search", "A", "B", "mean", "rank"]
+    assert text[1].split() == ["x", "0.5000", "±", "0.2500", "(1.5)", "0.8750", "(2)", "1.75"]
+    report = markdown(rows, [], [])
+    assert "| x |  | 0.5000 ± 0.2500 | 1.5 | 0.8750 | 2 | 1.75 | `x` |" in report
+    assert "| A | y | 0.01 | 0.5000 | 0.5000 | 0.0000 | 0.5000, 0.5000 | 1.5 | ok |" in report
+
+
+def test_the_same_optimizer_from_two_sources_is_trained_once_per_task(monkeypatch):
     calls = []
 
-    def fake(candidate, data, settings, **_):
-        calls.append(candidate.rule)
-        from evo_nos.experiments.transfer import TransferRow
-        return TransferRow(candidate.label, candidate.rule, "", candidate.source, None, 0.1,
-                           0.5, 0.5, "ok")
+    def fake(task, setup, optimizer):
+        calls.append((task.name, optimizer))
+        return TaskScore(task.name, optimizer, 0.1, {0.1: 0.5}, (0, 1), (0.5, 0.5),
+                         (0.25, 0.75), "ok", 10, 0.0)
 
-    monkeypatch.setattr("evo_nos.experiments.transfer.transfer_rule", fake)
-    monkeypatch.setattr("evo_nos.experiments.transfer.task_data", lambda *a: None)
-    rows = run_transfer([Candidate("evo #1", "adam", "run1", 0.9),
-                         Candidate("adam", "adam", "reference")], QUICK,
-                        echo=lambda *_: None)
-    assert calls == ["adam"]
-    assert [(r.label, r.source, r.search_fitness) for r in rows] == [
-        ("evo #1", "run1", 0.9), ("adam", "reference", None)]
+    monkeypatch.setattr("evo_nos.experiments.transfer.score_optimizer", fake)
+    tasks = [HeldOutTask(name, "mlp", lambda seed, device: None) for name in ("a", "b")]
+    rows = run_suite([Candidate("evo #1", "adam", "run1", 0.9),
+                      Candidate("adam", "adam", "reference"),
+                      Candidate("torch Adam", "torch-adam", "baseline"),
+                      Candidate("adam", "adam", "given")], tasks,    # a repeat: dropped
+                     device="cpu", echo=lambda *_: None)
+    assert len(rows) == 6
+    assert calls == [("a", "adam"), ("a", "torch-adam"), ("b", "adam"), ("b", "torch-adam")]
+    assert [(r.task, r.label, r.source, r.search_fitness, r.test_mean, r.test_se)
+            for r in rows[:3]] == [("a", "evo #1", "run1", 0.9, 0.5, 0.25),
+                                   ("a", "adam", "reference", None, 0.5, 0.25),
+                                   ("a", "torch Adam", "baseline", None, 0.5, 0.25)]
+    assert rows[2].math.startswith("torch.optim.Adam")
+
+
+# -- the suite ------------------------------------------------------------------------------
+def test_the_quick_suite_is_three_model_families_with_seeds_and_lr_grids():
+    suite = load_suite("quick")
+    assert [(t.name, t.family) for t in suite] == [
+        ("images", "conv"), ("sequence", "recurrent"), ("tabular", "mlp")]
+    assert all(len(t.seeds) >= 2 and len(t.lrs) >= 3 for t in suite)
+    images = suite[0]
+    assert (images.lrs, images.sweep_epochs, images.final_epochs, images.batch_size) == (
+        QUICK.lrs, QUICK.sweep_epochs, QUICK.final_epochs, QUICK.batch_size)
+    assert images.settings["data"] == "synthetic" and images.data_seed == QUICK.data_seed
+    more = load_suite("quick", ["tabular"], seeds=4, final_epochs=3, threads=2)
+    assert [(t.seeds, t.final_epochs, t.threads) for t in more] == [((0, 1, 2, 3), 3, 2)]
+    assert load_suite("cpu", ["images"], data="imagefolder:/x")[0].settings["data"] == \
+        "imagefolder:/x"
+    with pytest.raises(ValueError, match="share a name"):
+        load_suite("quick", ["tabular", "tabular"])
+    with pytest.raises(ValueError, match="seeds must be >= 1"):
+        load_suite("quick", ["tabular"], seeds=0)
+
+
+def test_the_resnet_task_trains_through_the_suite_loop(monkeypatch, tmp_path):
+    settings = tmp_path / "tiny.toml"
+    settings.write_text('model = "resnet"\nwidth = 8\nn_train = 200\nn_val = 100\n'
+                        'n_test = 100\nimage_size = 16\nlrs = [0.01, 0.1]\nfinal_epochs = 2\n'
+                        'batch_size = 100\nthreads = 1\n')
+    (task,) = load_suite(str(settings), ["images"])
+    assert (task.name, task.seeds, task.final_epochs) == ("images", (0, 1), 2)
+    trained, train = [], heldout.train
+
+    def spy(model, make, lr, data, **kw):
+        trained.append((type(model), lr, kw["seed"], kw["total_steps"]))
+        return train(model, make, lr, data, **kw)
+
+    monkeypatch.setattr(heldout, "train", spy)
+    (row,) = run_suite([Candidate("adam", "adam", "reference")], [task], device="cpu",
+                       echo=lambda *_: None)
+    best = row.best_lr
+    assert trained == [(SmallResNet, lr, s, 2) for lr in (0.01, 0.1) for s in (0, 1)] + [
+        (SmallResNet, best, s, 4) for s in (0, 1)]
+    assert row.status == "ok" and row.seeds == [0, 1] and len(row.test) == 2
+    assert all(0.0 <= x <= 1.0 for x in row.test) and row.family == "conv"
 
 
 def test_test_images_come_from_the_test_folder(tmp_path, monkeypatch):
@@ -138,7 +274,6 @@ def test_a_compare_report_names_each_strategys_best_search(tmp_path):
         winners(tmp_path / "missing.json")
 
 
-# -- the transfer check is the fitness protocol on other tasks --------------------------------
 def test_transfer_presets_are_toml_files_read_by_load_task(tmp_path):
     assert transfer_presets() == ["cpu", "gpu", "quick"]
     for name in transfer_presets():
@@ -174,31 +309,6 @@ def test_transfer_presets_are_toml_files_read_by_load_task(tmp_path):
         load_transfer_task("quick", n_test=0)
     with pytest.raises(ValueError, match="model"):
         load_transfer_task("quick", model="vit")
-
-
-def test_the_transfer_check_trains_through_the_fitness_protocol(monkeypatch):
-    task = QUICK.replace(lrs=(1e-2, 1e-1), n_train=200, n_val=100, n_test=100)
-    runs, fits = [], []
-    train_run, fit = fitness_train.train_run, fitness_train.fit
-
-    def spy_run(rule, lr, data, task, **kw):
-        runs.append((lr, kw["epochs"], kw.get("test", False)))
-        return train_run(rule, lr, data, task, **kw)
-
-    def spy_fit(model, *args, **kw):
-        fits.append((type(model), kw["seed"]))
-        return fit(model, *args, **kw)
-
-    monkeypatch.setattr(fitness_train, "train_run", spy_run)
-    monkeypatch.setattr(fitness_train, "fit", spy_fit)
-    rows = run_transfer([Candidate("adam", "adam", "reference"),
-                         Candidate("sgd", "sgd", "reference")], task, device="cpu",
-                        echo=lambda *_: None)
-    best = [r.best_lr for r in rows]
-    assert runs == [(1e-2, 1, False), (1e-1, 1, False), (best[0], 2, True),
-                    (1e-2, 1, False), (1e-1, 1, False), (best[1], 2, True)]
-    assert fits == [(SmallResNet, 0)] * 6               # one seed shared by every rule
-    assert all(0.0 <= r.test_accuracy <= 1.0 and r.status == "ok" for r in rows)
 
 
 def test_child_tasks_are_scored_and_described_as_before():

@@ -19,7 +19,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from evo_nos.cli.options import (EXIT_INTERRUPTED, EXIT_OK, add_search_options, error, reference_names, space_args_from,
+from evo_nos.cli.options import (EXIT_INTERRUPTED, EXIT_OK, add_search_options, error,
+                                 funnel_args_from, reference_names, space_args_from,
                                  strategy_settings_from)
 from evo_nos.fitness.data import DataError
 from evo_nos.experiments.campaign import CampaignPlan, load_plan_file, run_campaign
@@ -88,6 +89,12 @@ def plan_from_args(args: argparse.Namespace) -> CampaignPlan:
     settings = strategy_settings_from(args, values["strategies"])
     if settings:
         values["strategy_args"] = {**values.get("strategy_args", {}), **settings}
+    funnel = {k: v for k, v in funnel_args_from(args).items() if getattr(args, k, None)
+              is not None}
+    if funnel:
+        values["funnel"] = {**values.get("funnel", {}), **funnel}
+    if args.hurdle is not None:
+        values["hurdle"] = args.hurdle
     space = space_args_from(args)
     if space:
         values["space_args"] = {**values.get("space_args", {}), **space}

@@ -13,7 +13,7 @@ from evo_nos.core.known import REFERENCE_NAMES
 from evo_nos.fitness.factory import JOBLIB_BACKENDS
 from evo_nos.operators.space import ROOTS
 from evo_nos.search.defaults import (DEFAULT_BUDGETS, DEFAULT_HALL_OF_FAME, DEFAULT_OUT,
-                                     FALLBACK_BUDGET)
+                                     FALLBACK_BUDGET, FUNNEL, funnel_settings)
 from evo_nos.strategies import STRATEGIES, strategy_defaults, strategy_names
 from evo_nos.tracking.store import DEFAULT_EXPERIMENT
 
@@ -113,6 +113,11 @@ def space_args_from(args) -> dict:
     return out
 
 
+def funnel_args_from(args) -> dict:
+    """The re-evaluation funnel's settings a command line gives, defaults filled in."""
+    return funnel_settings({k: getattr(args, k, None) for k in FUNNEL})
+
+
 def reference_names(text: str | None) -> tuple:
     """``"sgd,adam"`` -> ("sgd", "adam"); ``none`` or empty -> ()."""
     text = (text or "").strip()
@@ -166,6 +171,22 @@ def add_search_options(p: argparse.ArgumentParser) -> None:
     s.add_argument("--hall-of-fame", type=int, metavar="K",
                    help=f"hall-of-fame size (default {DEFAULT_HALL_OF_FAME})")
     add_fitness_options(p)
+    r = p.add_argument_group("noise: re-scoring and hurdles")
+    r.add_argument("--funnel-top", type=int, metavar="K",
+                   help=f"re-score every rule that enters the top K of the hall of fame "
+                        f"(default {FUNNEL['funnel_top']})")
+    r.add_argument("--funnel-seeds", type=int, metavar="N",
+                   help=f"... until it has N backend seeds in all, charged to the budget "
+                        f"(default {FUNNEL['funnel_seeds']}; 1: off)")
+    r.add_argument("--final-top", type=int, metavar="K",
+                   help=f"after the budget, re-score the top K ... (default "
+                        f"{FUNNEL['final_top']})")
+    r.add_argument("--final-seeds", type=int, metavar="N",
+                   help=f"... on N seeds, outside the budget (default "
+                        f"{FUNNEL['final_seeds']}: no final stage)")
+    r.add_argument("--hurdle", type=float, metavar="Q",
+                   help="skip the final run of a candidate whose lr sweep falls below the "
+                        "Q-quantile of the sweeps seen so far (e.g. 0.5; default: none)")
     g = p.add_argument_group("space")
     g.add_argument("--max-binary", type=int, help="bound on binary functions per rule (3)")
     g.add_argument("--root", choices=ROOTS,

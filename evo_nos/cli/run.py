@@ -27,8 +27,8 @@ import sys
 import time
 from pathlib import Path
 
-from evo_nos.cli.options import (EXIT_INTERRUPTED, add_search_options, space_args_from,
-                                 strategy_settings_from)
+from evo_nos.cli.options import (EXIT_INTERRUPTED, add_search_options, funnel_args_from,
+                                 space_args_from, strategy_settings_from)
 from evo_nos.cli.campaign import main as campaign_main, wants_campaign
 from evo_nos.fitness.data import DataError
 from evo_nos.fitness.factory import joblib_backend, make_backend
@@ -44,7 +44,8 @@ from evo_nos.tracking import DEFAULT_EXPERIMENT, Tracker
 RESUME_IGNORES = ("strategy", "preset", "fitness", "budget", "seed", "data", "settings",
                   "max_binary", "root", "operands", "unaries", "binaries", "batch_size",
                   "hall_of_fame", "run_name", "population", "tournament", "mode", "offspring",
-                  "crossover_prob", "seed_rules")
+                  "crossover_prob", "seed_rules", "funnel_top", "funnel_seeds", "final_top",
+                  "final_seeds", "hurdle")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         n_jobs = args.n_jobs or 1
         try:
             strategy_args = strategy_settings_from(args, [strategy_name])
-        except argparse.ArgumentTypeError as err:
+            funnel = funnel_args_from(args)
+        except (argparse.ArgumentTypeError, ValueError) as err:
             raise SystemExit(f"error: {err}") from None
         config = {
             "seed": seed, "preset": preset_key(preset) if preset else args.fitness,
@@ -114,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             "joblib_backend": args.backend or "loky",
             "strategy_args": strategy_args, "space_args": space_args_from(args),
             "experiment": args.experiment or DEFAULT_EXPERIMENT,
+            "funnel": funnel, "hurdle": args.hurdle,
         }
         budget = args.budget or default_budget(config["preset"])
         joblib_name = config["joblib_backend"]
@@ -135,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume:
         search = Search.resume(directory, strategy, backend, tracker=tracker,
                                progress=not args.quiet, time_limit=args.time_limit)
-        print(f"resuming {directory.name}: {search.trainings}/{search.budget} trainings done",
+        print(f"resuming {directory.name}: {search.compute:.1f}/{search.budget} trainings done",
               file=sys.stderr)
     else:
         seed_everything(config["seed"])
@@ -143,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                         batch_size=args.batch_size or default_batch_size(n_jobs),
                         hall_of_fame_size=args.hall_of_fame or DEFAULT_HALL_OF_FAME,
                         checkpoint_dir=directory, tracker=tracker, progress=not args.quiet,
-                        run_name=args.run_name, config=config)
+                        run_name=args.run_name, config=config, **config["funnel"])
 
     with contextlib.ExitStack() as stack:
         try:
@@ -156,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"error: {err}") from None
 
     print()
-    print(f"{strategy.name} search {result.status}: {result.trainings} child trainings, "
+    print(f"{strategy.name} search {result.status}: {result.compute:.1f} child trainings "
+          f"of compute ({result.trainings} runs, {result.counts.get('rescored', 0)} "
+          f"re-scorings), "
           f"{result.evaluations} candidates ({result.counts.get('cached', 0)} cache hits, "
           f"{result.counts.get('invalid', 0)} invalid)")
     print(result.hall_of_fame.table_text())

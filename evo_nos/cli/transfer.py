@@ -1,58 +1,92 @@
-"""``python -m evo_nos.transfer``: do a search's winners hold up outside the search?
+"""``python -m evo_nos.transfer``: do a search's winners hold up on held-out tasks?
 
 ::
 
     python -m evo_nos.transfer --run RUN_ID --top 3
     python -m evo_nos.transfer --run RUN_A RUN_B RUN_C --top 1 --preset cpu
-    python -m evo_nos.transfer --run RUN_ID --quick          # seconds: smoke settings
-    python -m evo_nos.transfer --run RUN_ID --preset my_transfer.toml --epochs 30
+    python -m evo_nos.transfer --quick --references adam,powersign     # seconds: smoke
+    python -m evo_nos.transfer --run RUN_ID --task mypkg.tasks:make_task   # + your task
+    python -m evo_nos.transfer --rules adam,powersign --tasks tabular --seeds 5
     python -m evo_nos.transfer --report DIR/comparison.json --top 1   # each strategy's winner
 
-``--preset`` names a transfer preset (``evo_nos/fitness/presets/transfer/*.toml``: quick,
-cpu, gpu; default gpu on a GPU, cpu otherwise) or a ``.toml`` file with Task keys.  The
-rules train on ``--data``, else the searches' data source, else the preset's ``data``.
-What is trained and scored: :mod:`evo_nos.experiments.transfer`.
+The suite (``--tasks``, default ``images,sequence,tabular``, plus every ``--task``) is
+sized by ``--preset`` (quick | cpu | gpu; default gpu on a GPU, cpu otherwise; a
+``.toml`` file sets the image task's Task keys, the other tasks at the default size).
+Beside the rules, torch's ``torch.optim.Adam`` and ``SGD(momentum=0.9)`` (``--baselines``)
+get the same lr sweep.  The image task trains on ``--data``, else the searches' data
+source, else the preset's ``data``.  What is trained and scored:
+:mod:`evo_nos.experiments.transfer` and :mod:`evo_nos.fitness.heldout`.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import sys
-from pathlib import Path
 
 from evo_nos.core.known import name_of, resolve
-from evo_nos.experiments.transfer import (DEFAULT_REFERENCES, SEED, Candidate,
-                                          candidates_from_runs, default_transfer_preset,
-                                          load_transfer_task, log_transfer, markdown,
-                                          run_transfer, search_data, table_text,
-                                          transfer_presets, winners)
+from evo_nos.experiments.transfer import (BASELINE_LABELS, DEFAULT_BASELINES,
+                                          DEFAULT_REFERENCES, DEFAULT_TASKS, Candidate,
+                                          baseline_candidates, candidates_from_runs,
+                                          default_transfer_preset, load_suite, log_transfer,
+                                          run_suite, search_data, table_text,
+                                          transfer_presets, winners, write_report)
 from evo_nos.fitness.data import DataError
 from evo_nos.tracking import DEFAULT_EXPERIMENT, experiment_name, get_run
 
 
+def split_list(text: str) -> list[str]:
+    """``"adam, mul(sign_g, g),powersign"`` -> the comma-separated items, commas inside
+    parentheses kept (rule strings have them)."""
+    items, depth, current = [], 0, ""
+    for ch in text:
+        depth += (ch == "(") - (ch == ")")
+        if ch == "," and depth == 0:
+            items.append(current)
+            current = ""
+        else:
+            current += ch
+    items.append(current)
+    return [i.strip() for i in items if i.strip()]
+
+
+def names_or_none(text: str) -> list[str]:
+    return [] if text.strip().lower() in ("", "none") else split_list(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m evo_nos.transfer",
-                                description="Retrain search winners and references on held-out settings.",
+                                description="Retrain search winners, references and torch's "
+                                            "Adam / SGD+momentum on held-out tasks.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", nargs="+", default=[], metavar="RUN_ID",
                    help="search runs whose hall of fame to check")
     p.add_argument("--report", metavar="comparison.json",
                    help="a compare report: check the best search of each strategy in it")
     p.add_argument("--top", type=int, default=3, metavar="K", help="rules per run (default 3)")
-    p.add_argument("--rule", action="append", default=[],
-                   help="another rule or known name to check (repeatable)")
+    p.add_argument("--rule", "--rules", action="append", default=[], metavar="RULES",
+                   help="other rules or known names to check (comma-separated; repeatable)")
     p.add_argument("--references", default=",".join(DEFAULT_REFERENCES), metavar="NAMES|none",
                    help="known rules trained beside them (comma-separated; none: skip)")
+    p.add_argument("--baselines", default=",".join(DEFAULT_BASELINES), metavar="NAMES|none",
+                   help=f"torch optimizers tuned the same way ({', '.join(BASELINE_LABELS)}"
+                        "; none: skip)")
+    p.add_argument("--tasks", default=",".join(DEFAULT_TASKS), metavar="NAMES|none",
+                   help="held-out tasks: built-in names or MODULE:NAME (comma-separated; "
+                        f"default {','.join(DEFAULT_TASKS)})")
+    p.add_argument("--task", action="append", default=[], metavar="MODULE:NAME",
+                   help="add a task of your own: MODULE:NAME or FILE.py:NAME, a HeldOutTask "
+                        "or a function returning one (repeatable)")
     p.add_argument("--preset", metavar="NAME|FILE.toml",
-                   help=f"held-out settings: a transfer preset ({', '.join(transfer_presets())}"
-                        "; default gpu on a GPU, cpu otherwise) or a .toml file")
+                   help=f"the suite's size ({', '.join(transfer_presets())}; default gpu on a "
+                        "GPU, cpu otherwise), or a .toml file with the image task's keys")
     p.add_argument("--quick", action="store_true", help="same as --preset quick")
+    p.add_argument("--seeds", type=int, metavar="N",
+                   help="seeds per (optimizer, lr, task): 0..N-1 (default: the preset's)")
     p.add_argument("--data", metavar="SPEC",
-                   help="cifar10 | imagefolder:DIR | synthetic (default: the searches' "
-                        "source, else the preset's)")
-    p.add_argument("--epochs", type=float, help="override the final run's epochs "
-                                                "(the preset's final_epochs)")
+                   help="the image task's cifar10 | imagefolder:DIR | synthetic (default: "
+                        "the searches' source, else the preset's)")
+    p.add_argument("--epochs", type=float,
+                   help="a final run of this many epochs at each chosen lr, on every task "
+                        "(default: the preset's)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, help="torch CPU threads (default: the preset's)")
     p.add_argument("--experiment", help="MLflow experiment (default: the first run's)")
@@ -67,47 +101,40 @@ def main(argv: list[str] | None = None) -> int:
     if args.top < 1:
         raise SystemExit("error: --top must be >= 1")
     preset = "quick" if args.quick else args.preset or default_transfer_preset()
-    refs = args.references.strip()
-    names = [] if refs.lower() in ("", "none") else [n.strip() for n in refs.split(",")
-                                                     if n.strip()]
     try:
-        task = load_transfer_task(preset, final_epochs=args.epochs, threads=args.threads)
         if args.report:
             args.run = list(args.run) + [r for r in winners(args.report) if r not in args.run]
         candidates = candidates_from_runs(args.run, args.top, args.tracking_uri)
+        given = [r for text in args.rule for r in split_list(text)]
         candidates += [Candidate(name_of(resolve(r)) or r, resolve(r).canonical, "given")
-                       for r in args.rule]
-        candidates += [Candidate(n, resolve(n).canonical, "reference") for n in names]
+                       for r in given]
+        candidates += [Candidate(n, resolve(n).canonical, "reference")
+                       for n in names_or_none(args.references)]
+        candidates += baseline_candidates(names_or_none(args.baselines))
         if not candidates:
-            raise ValueError("nothing to check: give --run RUN_ID, --rule or --references")
-        data = args.data or (search_data(args.run, args.tracking_uri) if args.run
-                             else task.data)
-        task = task.replace(data=data)
+            raise ValueError("nothing to check: give --run RUN_ID, --rule, --references "
+                             "or --baselines")
+        data = args.data or (search_data(args.run, args.tracking_uri) if args.run else None)
+        tasks = load_suite(preset, names_or_none(args.tasks) + list(args.task), data=data,
+                           final_epochs=args.epochs, threads=args.threads, seeds=args.seeds)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     try:
-        rows = run_transfer(candidates, task, device=args.device,
-                            echo=lambda m: print(m, file=sys.stderr))
+        rows = run_suite(candidates, tasks, device=args.device,
+                         echo=lambda m: print(m, file=sys.stderr))
     except DataError as err:        # no rule can be trained: the message says what to do
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(table_text(rows))
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "transfer.md").write_text(markdown(rows, task, args.run))
-        (out / "transfer.json").write_text(json.dumps(
-            {"settings": task.as_dict(), "seed": SEED, "data": data, "runs": args.run,
-             "rows": [dataclasses.asdict(r) | {"lr_scores": {repr(k): v for k, v in
-                                                             r.lr_scores.items()}}
-                      for r in rows]}, indent=2) + "\n")
+        write_report(rows, tasks, args.run, args.out, preset=str(preset), data=data)
     if not args.no_log:
         experiment = args.experiment or (experiment_name(
             get_run(args.run[0], args.tracking_uri).experiment_id, args.tracking_uri)
             if args.run else DEFAULT_EXPERIMENT)
-        run_id = log_transfer(rows, task, args.run, experiment=experiment,
-                              tracking_uri=args.tracking_uri)
+        run_id = log_transfer(rows, tasks, args.run, experiment=experiment,
+                              tracking_uri=args.tracking_uri, data=data)
         print(f"\nMLflow run {run_id} (kind=transfer) in experiment {experiment!r}")
     return 0
 

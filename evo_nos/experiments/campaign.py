@@ -47,11 +47,12 @@ from evo_nos.operators.space import SearchSpace
 from evo_nos.search import (CHECKPOINT_FILE, DONE, HallOfFame, Search, load_checkpoint,
                             seed_everything)
 from evo_nos.search.defaults import (DEFAULT_HALL_OF_FAME, DEFAULT_OUT, default_batch_size,
-                                     default_budget)
+                                     default_budget, funnel_settings)
 from evo_nos.strategies import make_strategy, strategy_names, strategy_settings
 from evo_nos.tracking import DEFAULT_EXPERIMENT, Tracker
 # what must agree between a campaign and a checkpoint it finds in its folder
-MUST_AGREE = ("preset", "fitness", "data", "strategy_args", "space_args", "experiment")
+MUST_AGREE = ("preset", "fitness", "data", "strategy_args", "space_args", "experiment",
+              "funnel", "hurdle")
 
 
 @dataclass
@@ -73,6 +74,8 @@ class CampaignPlan:
     time_limit: float | None = None          # per search, seconds
     strategy_args: dict = field(default_factory=dict)
     space_args: dict = field(default_factory=dict)
+    funnel: dict = field(default_factory=dict)  # Search's funnel_* / final_* (defaults: FUNNEL)
+    hurdle: float | None = None             # the backend's hurdle quantile (None: none)
     experiment: str = DEFAULT_EXPERIMENT
     tracking_uri: str | None = None
     out: Path = Path(DEFAULT_OUT)
@@ -99,6 +102,7 @@ class CampaignPlan:
             raise ValueError(f"budget must be >= 1 child training, got {self.budget}")
         self.out = Path(self.out)
         self.references = tuple(self.references)
+        self.funnel = funnel_settings(self.funnel)
 
     @property
     def preset_key(self) -> str:
@@ -125,6 +129,7 @@ class CampaignPlan:
             "n_jobs": self.n_jobs, "joblib_backend": self.joblib_backend,
             "strategy_args": self.settings_for(strategy), "space_args": dict(self.space_args),
             "experiment": self.experiment, "campaign": self.folder.name,
+            "funnel": dict(self.funnel), "hurdle": self.hurdle,
         }
 
 
@@ -228,7 +233,7 @@ def _one_search(plan: CampaignPlan, strategy_name: str, seed: int) -> SearchOutc
                         batch_size=batch, hall_of_fame_size=plan.hall_of_fame,
                         checkpoint_dir=directory, tracker=tracker, progress=plan.progress,
                         run_name=f"{strategy_name} seed {seed} ({plan.folder.name})",
-                        config=config)
+                        config=config, **config["funnel"])
         how = "new"
     result = search.run()
     best = result.best

@@ -7,22 +7,40 @@ runs of the searches from MLflow (see :mod:`evo_nos.tracking`) and the reference
 * best fitness so far against child trainings (the budget's unit) and against
   wall-clock time: the mean over seeds as a line, the spread (min to max) as a band,
   the reference rules as horizontal lines;
-* a table: best fitness (mean ± sample std over seeds), the child trainings needed to
-  beat Adam and PowerSign (the same-seed reference score; mean over the seeds that
-  did, with how many did), cache-hit and invalid rates, candidates per minute, the
-  trainings actually spent;
-* the top rules each strategy found (its seeds' halls of fame merged).
+* a table: best fitness (mean over seeds with a bootstrap 95% CI, and the sample std),
+  cache-hit and invalid rates, candidates per minute, the trainings actually spent;
+* the probability that a search of one strategy ends with a better rule than a search
+  of another (rliable's *probability of improvement*: P(X > Y) + ½·P(X = Y) over all
+  pairs of their seeds, the Mann-Whitney U over n·m), for every ordered pair, with a
+  bootstrap 95% CI (seeds resampled within each strategy independently);
+* the compute to reach Adam's and PowerSign's level: per search the child trainings
+  at which its best so far first reached the same seed's reference score; per
+  strategy the mean over the searches that did, with a bootstrap 95% CI, and how many
+  did (the others are censored: they never got there within the budget);
+* plain sentences from those numbers: whether the CIs overlap (no separation at this
+  budget) or not, whether a probability of improvement is within noise (its CI holds ½);
+* the top rules each strategy found (its seeds' halls of fame merged), their fitness as
+  the mean ± standard error over the backend seeds they were scored on, where the
+  search logged those.
+
+Confidence intervals are percentile or BCa bootstraps (:func:`bootstrap_interval`,
+``scipy.stats.bootstrap``) from a fixed seed (:data:`BOOTSTRAP_SEED`), so the same runs
+give the same report.  BCa needs at least 3 values per sample and a bootstrap
+distribution that is not degenerate; otherwise the percentile interval is used, and with
+fewer than 2 values there is none (NaN, and a note says so).
 
 Only like can be compared with like: searches on different presets, budgets or scoring
 settings are refused, naming which runs differ and how, with the filter that picks one
 group (``--preset``, ``--budget``, ``--runs``).
 
 The report's tables are DataFrames (:meth:`Report.tables`: ``strategies``,
-``references``, ``top_rules``, ``runs``).  The report is printed (markdown), written to
+``improvement``, ``reach``, ``references``, ``top_rules``, ``runs``).  The report is printed (markdown), written to
 ``--out`` (``comparison.md``, ``comparison.json``, ``best_vs_trainings.png``,
 ``best_vs_time.png``, and each table as ``<table>.md``, ``<table>.csv`` and
 ``<table>.json``) and logged as its own MLflow run tagged ``kind=compare`` in the same
-experiment (the strategies table as ``comparison_table.json``).
+experiment (the strategies table as ``comparison_table.json``, the probabilities of
+improvement as ``improvement_table.json``, the compute to reach the references as
+``reach_table.json``).
 
     python -m evo_nos.compare                                  # every search in evo_nos
     python -m evo_nos.compare --preset cpu --budget 40 --out results/
@@ -40,6 +58,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure        # no pyplot: no GUI, no global state
+from scipy import stats
 
 from evo_nos.core.files import write_atomic
 from evo_nos.core.known import name_of
@@ -52,9 +71,13 @@ from evo_nos.search.defaults import DEFAULT_OUT
 from evo_nos.tracking import (DEFAULT_EXPERIMENT, KIND_TAG, NOTE_TAG, ReportTracker, get_run,
                               load_hall_of_fame, load_search_runs, load_table, metric_history)
 
-THRESHOLDS = ("adam", "powersign")     # "child trainings needed to beat ..."
+THRESHOLDS = ("adam", "powersign")     # "compute to reach ...": the reach table
 SCORED = (OK, CACHED)                  # statuses whose fitness counts (as the driver's)
 TOP_RULES = 5
+CONFIDENCE = 0.95                      # of every interval in the report
+RESAMPLES = 10_000                     # bootstrap resamples per interval
+BOOTSTRAP_SEED = 0                     # every interval draws from this seed: reproducible
+BCA, PERCENTILE, NO_CI = "BCa", "percentile", "none"     # Interval.method
 
 
 class MixedRunsError(ValueError):
@@ -75,9 +98,10 @@ class SearchCurve:
     status: str
     settings: dict = field(repr=False)           # scoring settings (fitness.* params)
     steps: list = field(repr=False)              # child trainings after each candidate
+                                                 # (compute: may be fractional)
     elapsed: list = field(repr=False)            # seconds after each candidate
     best: list = field(repr=False)               # best fitness so far (nan before any)
-    trainings: int = 0
+    trainings: float = 0.0                       # compute spent, in child trainings
     evaluations: int = 0
     cached: int = 0
     invalid: int = 0
@@ -106,13 +130,14 @@ class SearchCurve:
         out[ok] = values[idx[ok]]
         return out
 
-    def trainings_to_beat(self, score: float | None) -> int | None:
-        """The child trainings spent when the best first exceeded ``score``."""
+    def compute_to_reach(self, score: float | None) -> float | None:
+        """The child trainings spent when the best so far first reached ``score``
+        (``>=``); None when it never did (censored) or there is no score."""
         if score is None or not math.isfinite(score):
             return None
         for step, best in zip(self.steps, self.best):
-            if math.isfinite(best) and best > score:
-                return int(step)
+            if math.isfinite(best) and best >= score:
+                return float(step)
         return None
 
 
@@ -142,7 +167,10 @@ def load_curve(run, tracking_uri: str | None = None) -> SearchCurve:
             if row.get("status") in SCORED and fitness is not None and \
                     math.isfinite(float(fitness)) and float(fitness) > best:
                 best = float(fitness)
-            curve.steps.append(int(row.get("step") or 0))
+            # the compute spent in child trainings (searches that count optimizer steps
+            # log it as "compute"; before, "step" was the child trainings)
+            x = row.get("compute") if row.get("compute") is not None else row.get("step")
+            curve.steps.append(float(x or 0.0))
             curve.elapsed.append(float(row.get("elapsed") or 0.0))
             curve.best.append(best if math.isfinite(best) else math.nan)
         statuses = [r.get("status") for r in rows]
@@ -153,15 +181,16 @@ def load_curve(run, tracking_uri: str | None = None) -> SearchCurve:
         curve.seconds = max(curve.elapsed)
     else:       # a search still running (or killed hard): its metrics are all there is
         start = run.start_time or 0.0
+        unit = float(params.get("steps_per_training") or 1.0) or 1.0   # step -> trainings
         for step, value, stamp in metric_history(run.run_id, "best_fitness", tracking_uri):
-            curve.steps.append(step)
+            curve.steps.append(step / unit)
             curve.elapsed.append(max(0.0, stamp - start))
             curve.best.append(value)
         metrics = run.metrics
         curve.evaluations = int(metrics.get("evaluations", len(curve.steps)))
         curve.cached = int(metrics.get("cache_hits", 0))
         curve.invalid = int(metrics.get("invalid", 0))
-        curve.trainings = max(curve.steps, default=0)
+        curve.trainings = max(curve.steps, default=0.0)
         curve.seconds = max(curve.elapsed, default=0.0)
     try:
         curve.hall_of_fame = load_hall_of_fame(run.run_id, tracking_uri)
@@ -203,7 +232,7 @@ def check_comparable(curves: list[SearchCurve]) -> None:
         raise MixedRunsError("\n".join(lines))
 
 
-# -- the report -----------------------------------------------------------------------------
+# -- statistics -----------------------------------------------------------------------------
 def _mean_std(values) -> tuple[float, float]:
     values = [v for v in values if v is not None and math.isfinite(v)]
     if not values:
@@ -212,6 +241,113 @@ def _mean_std(values) -> tuple[float, float]:
     return float(np.mean(values)), std
 
 
+@dataclass(frozen=True)
+class Interval:
+    """A statistic and its bootstrap confidence interval (``low``/``high`` NaN: none)."""
+
+    estimate: float
+    low: float
+    high: float
+    method: str          # BCA, PERCENTILE (the fallback), NO_CI (fewer than 2 values)
+    sizes: tuple = ()    # the sample sizes it came from
+
+    @property
+    def defined(self) -> bool:
+        return math.isfinite(self.low) and math.isfinite(self.high)
+
+    def overlaps(self, other: "Interval") -> bool:
+        return self.low <= other.high and other.low <= self.high
+
+    def contains(self, value: float) -> bool:
+        return self.defined and self.low <= value <= self.high
+
+    def mirrored(self) -> "Interval":
+        """The interval of ``1 - statistic`` (P(Y > X) from P(X > Y))."""
+        return Interval(1.0 - self.estimate, 1.0 - self.high, 1.0 - self.low, self.method,
+                        tuple(reversed(self.sizes)))
+
+    def as_dict(self) -> dict:
+        return {"estimate": _finite(self.estimate), "ci_low": _finite(self.low),
+                "ci_high": _finite(self.high), "ci_method": self.method}
+
+
+def _mean(x, axis=-1):
+    return np.mean(x, axis=axis)
+
+
+def bootstrap_interval(samples, statistic=_mean, *, confidence: float = CONFIDENCE,
+                       resamples: int = RESAMPLES, seed: int = BOOTSTRAP_SEED) -> Interval:
+    """``statistic`` of ``samples`` (a sequence of 1-d samples; non-finite values are
+    dropped) with its bootstrap ``confidence`` interval, each sample resampled on its
+    own.  ``statistic(*samples, axis=-1)`` must be vectorized.  BCa when every sample has
+    at least 3 values and BCa is defined; else the percentile interval (a degenerate
+    bootstrap distribution, all resamples equal, gives the point itself); with a sample
+    of fewer than 2 values no interval (NaN).  Every call draws from ``seed``: the same
+    data give the same interval."""
+    data = [np.asarray([v for v in np.asarray(s, dtype=float).ravel() if math.isfinite(v)])
+            for s in samples]
+    sizes = tuple(len(d) for d in data)
+    if min(sizes, default=0) == 0:
+        return Interval(math.nan, math.nan, math.nan, NO_CI, sizes)
+    estimate = float(statistic(*data, axis=-1))
+    if min(sizes) < 2:
+        return Interval(estimate, math.nan, math.nan, NO_CI, sizes)
+
+    def run(method: str) -> tuple[float, float]:
+        with warnings.catch_warnings():          # BCa on degenerate data: NaN, warned
+            warnings.simplefilter("ignore", RuntimeWarning)
+            warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+            ci = stats.bootstrap(data, statistic, n_resamples=resamples, vectorized=True,
+                                 paired=False, confidence_level=confidence, method=method,
+                                 rng=np.random.default_rng(seed)).confidence_interval
+        return float(ci.low), float(ci.high)
+
+    if min(sizes) >= 3:
+        low, high = run(BCA)
+        if math.isfinite(low) and math.isfinite(high) and low < high:
+            return Interval(estimate, low, high, BCA, sizes)
+    low, high = run(PERCENTILE)
+    if low == high:                               # every resample gave the same value
+        low = high = estimate
+    return Interval(estimate, low, high, PERCENTILE, sizes)
+
+
+def _improvement(x, y, axis=-1):
+    """P(X > Y) + ½·P(X = Y) over all pairs (vectorized along ``axis``)."""
+    x, y = np.moveaxis(np.asarray(x), axis, -1), np.moveaxis(np.asarray(y), axis, -1)
+    diff = x[..., :, None] - y[..., None, :]
+    wins = (diff > 0).sum(axis=(-2, -1)) + 0.5 * (diff == 0).sum(axis=(-2, -1))
+    return wins / (x.shape[-1] * y.shape[-1])
+
+
+def probability_of_improvement(x, y) -> float:
+    """rliable's probability of improvement of X over Y: P(X > Y) + ½·P(X = Y) over all
+    n·m pairs of values, i.e. the Mann-Whitney U statistic of X over n·m (NaN if a
+    sample is empty; non-finite values are dropped)."""
+    x = [v for v in x if v is not None and math.isfinite(v)]
+    y = [v for v in y if v is not None and math.isfinite(v)]
+    if not x or not y:
+        return math.nan
+    return float(_improvement(np.asarray(x, dtype=float), np.asarray(y, dtype=float)))
+
+
+def improvement_interval(x, y, **kwargs) -> Interval:
+    """:func:`probability_of_improvement` of X over Y with its bootstrap interval (the
+    seeds of X and of Y resampled independently)."""
+    x = [v for v in x if v is not None and math.isfinite(v)]
+    y = [v for v in y if v is not None and math.isfinite(v)]
+    return bootstrap_interval((x, y), _improvement, **kwargs)
+
+
+def _seeds(n: int) -> str:
+    return f"{n} seed" + ("" if n == 1 else "s")
+
+
+def _ci_text(i: Interval, spec: str = ".4f") -> str:
+    return f"[{i.low:{spec}}, {i.high:{spec}}]" if i.defined else "(no CI)"
+
+
+# -- the report -----------------------------------------------------------------------------
 @dataclass
 class StrategySummary:
     strategy: str
@@ -220,13 +356,27 @@ class StrategySummary:
     best_mean: float
     best_std: float
     best_per_seed: list
-    beat: dict                       # reference -> {"mean": x|None, "reached": k, "runs": n,
-                                     #               "per_seed": [..]}
+    best_ci: dict                    # Interval.as_dict() of the mean best fitness
+    reach: dict                      # reference -> {"mean": x|None, "ci_low", "ci_high",
+                                     #   "ci_method", "reached": k, "runs": n,
+                                     #   "per_seed": [trainings | None (censored)]}
     cache_hit_rate: float
     invalid_rate: float
     candidates_per_min: float
     trainings_mean: float
-    top_rules: list                  # [{fitness, rule, math, seed, run_id}]
+    top_rules: list                  # [{fitness, fitness_se, seeds, rule, math, seed, run_id}]
+
+    @property
+    def best_interval(self) -> Interval:
+        b = self.best_ci
+        return Interval(_nan(b.get("estimate")), _nan(b.get("ci_low")), _nan(b.get("ci_high")),
+                        b.get("ci_method", NO_CI),
+                        (sum(1 for f in self.best_per_seed if f is not None),))
+
+    def reach_interval(self, ref: str) -> Interval:
+        r = self.reach[ref]
+        return Interval(_nan(r["mean"]), _nan(r["ci_low"]), _nan(r["ci_high"]),
+                        r["ci_method"], (r["reached"],))
 
 
 @dataclass
@@ -238,6 +388,7 @@ class Report:
     references: dict                 # name -> {"mean", "std", "seeds": {seed: fitness}, "rule"}
     strategies: dict                 # name -> StrategySummary
     notes: list
+    improvement: list = field(default_factory=list)   # rows of the improvement table
     files: dict = field(default_factory=dict)   # what was written to --out
     run_id: str | None = None        # the compare run in MLflow
 
@@ -246,6 +397,9 @@ class Report:
             "experiment": self.experiment, "preset": self.preset, "budget": self.budget,
             "references": self.references,
             "strategies": {k: asdict(v) for k, v in self.strategies.items()},
+            "improvement": records(self._improvement_frame()),
+            "reach": records(self._reach_frame()),
+            "verdicts": verdicts(self),
             "runs": records(self._runs_frame()),
             "notes": self.notes, "compare_run_id": self.run_id,
         }
@@ -254,35 +408,58 @@ class Report:
     def tables(self) -> dict:
         """The report's tables as DataFrames (missing numbers are NaN):
 
-        * ``strategies``: one row per strategy: runs, best fitness (mean and sample std
-          over seeds), per reference of :data:`THRESHOLDS` the mean child trainings to
-          beat it over the seeds that did and how many did (both missing without a
-          reference score), cache-hit and invalid rates, candidates per minute, mean
-          trainings spent, the top rule;
+        * ``strategies``: one row per strategy: runs, best fitness (mean over seeds, its
+          bootstrap 95% CI ``ci_low``/``ci_high`` and the ``ci_method``, the sample std),
+          cache-hit and invalid rates, candidates per minute, mean trainings spent, the
+          top rule;
+        * ``improvement``: one row per ordered pair of strategies: the probability that a
+          search of ``strategy`` ends better than one of ``versus`` (ties count half),
+          its bootstrap 95% CI, and the seeds ``n``, ``m`` it is over;
+        * ``reach``: one row per strategy and reference of :data:`THRESHOLDS` with a
+          score: the mean child trainings to reach it over the searches that did, its
+          bootstrap 95% CI over those, how many ``reached`` of ``runs``, and a note
+          (``reached 2/5; 3 censored ...``);
         * ``references``: one row per reference rule, best first: fitness (mean and std
           over seeds), how many seeds scored it, its rule;
         * ``top_rules``: each strategy's best rules (its seeds' halls of fame merged),
-          best first;
+          best first, with the standard error over the backend seeds each was scored on
+          and their number (missing for searches that did not log them);
         * ``runs``: one row per search.
         """
-        return {"strategies": self._strategies_frame(), "references": self._references_frame(),
+        return {"strategies": self._strategies_frame(),
+                "improvement": self._improvement_frame(), "reach": self._reach_frame(),
+                "references": self._references_frame(),
                 "top_rules": self._top_rules_frame(), "runs": self._runs_frame()}
 
     def _strategies_frame(self) -> pd.DataFrame:
         rows = []
         for name, s in self.strategies.items():
-            row = {"strategy": name, "runs": len(s.runs), "best_mean": s.best_mean,
-                   "best_std": s.best_std}
-            for ref in THRESHOLDS:
-                b = s.beat.get(ref)
-                row[f"trainings_to_beat_{ref}"] = math.nan if b is None else b["mean"]
-                row[f"seeds_beating_{ref}"] = math.nan if b is None else b["reached"]
-            row.update(cache_hit_rate=s.cache_hit_rate, invalid_rate=s.invalid_rate,
-                       candidates_per_min=s.candidates_per_min,
-                       trainings_mean=s.trainings_mean,
-                       top_rule=s.top_rules[0]["rule"] if s.top_rules else None)
-            rows.append(row)
+            ci = s.best_interval
+            rows.append({"strategy": name, "runs": len(s.runs), "best_mean": s.best_mean,
+                         "ci_low": ci.low, "ci_high": ci.high, "ci_method": ci.method,
+                         "best_std": s.best_std, "cache_hit_rate": s.cache_hit_rate,
+                         "invalid_rate": s.invalid_rate,
+                         "candidates_per_min": s.candidates_per_min,
+                         "trainings_mean": s.trainings_mean,
+                         "top_rule": s.top_rules[0]["rule"] if s.top_rules else None})
         return pd.DataFrame(rows, columns=list(_COLUMNS["strategies"]))
+
+    def _improvement_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.improvement, columns=list(_COLUMNS["improvement"]))
+
+    def _reach_frame(self) -> pd.DataFrame:
+        rows = []
+        for name, s in self.strategies.items():
+            for ref in THRESHOLDS:
+                r = s.reach.get(ref)
+                if r is None:
+                    continue
+                rows.append({"strategy": name, "reference": ref,
+                             "trainings_mean": _nan(r["mean"]), "ci_low": _nan(r["ci_low"]),
+                             "ci_high": _nan(r["ci_high"]), "ci_method": r["ci_method"],
+                             "reached": r["reached"], "runs": r["runs"],
+                             "note": _reach_note(r)})
+        return pd.DataFrame(rows, columns=list(_COLUMNS["reach"]))
 
     def _references_frame(self) -> pd.DataFrame:
         rows = [{"reference": name, "fitness_mean": r["mean"], "fitness_std": r["std"],
@@ -295,7 +472,10 @@ class Report:
     def _top_rules_frame(self) -> pd.DataFrame:
         rows = [{"strategy": name, **row} for name, s in self.strategies.items()
                 for row in s.top_rules]
-        return pd.DataFrame(rows, columns=list(_COLUMNS["top_rules"]))
+        frame = pd.DataFrame(rows, columns=list(_COLUMNS["top_rules"]))
+        # missing (NaN) for searches that logged one score per rule
+        frame[["fitness_se", "seeds"]] = frame[["fitness_se", "seeds"]].astype(float)
+        return frame
 
     def _runs_frame(self) -> pd.DataFrame:
         rows = [{"run_id": c.run_id, "name": c.name, "strategy": c.strategy, "seed": c.seed,
@@ -308,13 +488,16 @@ class Report:
 
 
 _COLUMNS = {     # the columns of Report.tables()
-    "strategies": ("strategy", "runs", "best_mean", "best_std",
-                   *(f"{what}_{ref}" for ref in THRESHOLDS
-                     for what in ("trainings_to_beat", "seeds_beating")),
-                   "cache_hit_rate", "invalid_rate", "candidates_per_min", "trainings_mean",
-                   "top_rule"),
+    "strategies": ("strategy", "runs", "best_mean", "ci_low", "ci_high", "ci_method",
+                   "best_std", "cache_hit_rate", "invalid_rate", "candidates_per_min",
+                   "trainings_mean", "top_rule"),
+    "improvement": ("strategy", "versus", "probability", "ci_low", "ci_high", "ci_method",
+                    "n", "m"),
+    "reach": ("strategy", "reference", "trainings_mean", "ci_low", "ci_high", "ci_method",
+              "reached", "runs", "note"),
     "references": ("reference", "fitness_mean", "fitness_std", "seeds", "rule"),
-    "top_rules": ("strategy", "fitness", "rule", "name", "math", "seed", "run_id"),
+    "top_rules": ("strategy", "fitness", "fitness_se", "seeds", "rule", "name", "math",
+                  "seed", "run_id"),
     "runs": ("run_id", "name", "strategy", "seed", "status", "trainings", "evaluations",
              "cached", "invalid", "seconds", "best_fitness", "best_rule"),
 }
@@ -322,6 +505,26 @@ _COLUMNS = {     # the columns of Report.tables()
 
 def _finite(x):
     return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
+
+
+def _nan(x) -> float:
+    return math.nan if x is None else float(x)
+
+
+def _reach_note(r: dict) -> str:
+    reached, runs = r["reached"], r["runs"]
+    if reached == 0:
+        text = f"reached 0/{runs}: none got there within the budget"
+    elif reached == runs:
+        text = f"reached {reached}/{runs}"
+    else:
+        text = (f"reached {reached}/{runs}; {runs - reached} censored (never got there "
+                "within the budget, not in the mean)")
+    if reached == 1:
+        text += "; 1 search: no CI"
+    elif r["ci_method"] == PERCENTILE and reached < 3:
+        text += "; percentile CI (BCa needs 3)"
+    return text
 
 
 def reference_table(reference_sets, seeds) -> tuple[dict, dict]:
@@ -371,28 +574,64 @@ def summarise(curves: list[SearchCurve], reference_sets=(), *, experiment: str =
                          f"{sorted(s for s in seen_seeds if seen_seeds.count(s) > 1)}")
         finals = [c.final_best for c in members]
         mean, std = _mean_std(finals)
-        beat = {}
+        best_ci = bootstrap_interval([finals])
+        scored = best_ci.sizes[0]
+        if scored < len(members):
+            notes.append(f"{name}: {len(members) - scored} of {len(members)} searches scored "
+                         "no rule: left out of its best fitness and probabilities")
+        if best_ci.method == NO_CI and scored:
+            notes.append(f"{name}: best fitness from {_seeds(scored)}: no 95% CI (a "
+                         "bootstrap needs at least 2 seeds)")
+        elif best_ci.method == PERCENTILE and scored < 3:
+            notes.append(f"{name}: best fitness from {_seeds(scored)}: percentile CI (BCa "
+                         "needs 3); with so few seeds it is rough")
+        reach = {}
         for ref in THRESHOLDS:
             if ref not in references:
                 continue
-            steps = [c.trainings_to_beat(per_seed.get(c.seed, {}).get(
+            steps = [c.compute_to_reach(per_seed.get(c.seed, {}).get(
                 ref, references[ref]["mean"])) for c in members]
             reached = [s for s in steps if s is not None]
-            beat[ref] = {"mean": float(np.mean(reached)) if reached else None,
-                         "reached": len(reached), "runs": len(members), "per_seed": steps}
+            interval = bootstrap_interval([reached])
+            reach[ref] = {"mean": _finite(interval.estimate), "ci_low": _finite(interval.low),
+                          "ci_high": _finite(interval.high), "ci_method": interval.method,
+                          "reached": len(reached), "runs": len(members), "per_seed": steps}
         evaluations = sum(c.evaluations for c in members)
         rates = [c.evaluations / (c.seconds / 60.0) for c in members if c.seconds > 0]
         summaries[name] = StrategySummary(
             strategy=name, runs=[c.run_id for c in members], seeds=seen_seeds,
             best_mean=mean, best_std=std, best_per_seed=[_finite(f) for f in finals],
-            beat=beat,
+            best_ci=best_ci.as_dict(), reach=reach,
             cache_hit_rate=sum(c.cached for c in members) / evaluations if evaluations else 0.0,
             invalid_rate=sum(c.invalid for c in members) / evaluations if evaluations else 0.0,
             candidates_per_min=float(np.mean(rates)) if rates else math.nan,
             trainings_mean=float(np.mean([c.trainings for c in members])),
             top_rules=_top_rules(members))
     return Report(experiment, curves[0].preset, curves[0].budget, curves, references,
-                  summaries, notes)
+                  summaries, notes, improvement=improvement_rows(summaries))
+
+
+def improvement_rows(summaries: dict) -> list[dict]:
+    """The improvement table: every ordered pair of strategies (P(Y > X) is 1 - P(X > Y),
+    its interval mirrored, so the two rows of a pair agree exactly)."""
+    names = list(summaries)
+    intervals = {}
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            ab = improvement_interval(
+                [f for f in summaries[a].best_per_seed if f is not None],
+                [f for f in summaries[b].best_per_seed if f is not None])
+            intervals[a, b], intervals[b, a] = ab, ab.mirrored()
+    rows = []
+    for a in names:
+        for b in names:
+            if a == b:
+                continue
+            i = intervals[a, b]
+            rows.append({"strategy": a, "versus": b, "probability": i.estimate,
+                         "ci_low": i.low, "ci_high": i.high, "ci_method": i.method,
+                         "n": i.sizes[0], "m": i.sizes[1]})
+    return rows
 
 
 def _top_rules(members: list[SearchCurve], k: int = TOP_RULES) -> list[dict]:
@@ -405,10 +644,88 @@ def _top_rules(members: list[SearchCurve], k: int = TOP_RULES) -> list[dict]:
             old = best.get(row["rule"])
             if old is None or float(fitness) > old["fitness"]:
                 rule = Rule.parse(row["rule"])   # the canonical string is the identity
-                best[row["rule"]] = {"fitness": float(fitness), "rule": row["rule"],
-                                     "math": rule.math, "name": name_of(rule) or "",
-                                     "seed": c.seed, "run_id": c.run_id}
+                se, n = row.get("fitness_se"), row.get("seeds")  # (older runs: absent)
+                best[row["rule"]] = {
+                    "fitness": float(fitness),
+                    "fitness_se": float(se) if se is not None and math.isfinite(float(se))
+                    else None,
+                    "seeds": int(n) if n is not None and math.isfinite(float(n)) else None,
+                    "rule": row["rule"], "math": rule.math, "name": name_of(rule) or "",
+                    "seed": c.seed, "run_id": c.run_id}
     return sorted(best.values(), key=lambda r: -r["fitness"])[:k]
+
+
+# -- the verdicts: the numbers in plain words -------------------------------------------------
+def verdicts(report: Report) -> list[str]:
+    """One sentence per pair of strategies on their best fitness (do the 95% CIs of the
+    means overlap? is the probability of improvement's CI clear of ½?), and one on the
+    compute to reach Adam where both reached it."""
+    names = list(report.strategies)
+    if len(names) < 2:
+        return [f"only one strategy ({', '.join(names) or 'none'}): nothing to compare"]
+    poi = {(r["strategy"], r["versus"]): r for r in report.improvement}
+    out = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            sa, sb = report.strategies[a], report.strategies[b]
+            out.append(_best_verdict(a, sa.best_interval, b, sb.best_interval)
+                       + "; " + _improvement_verdict(a, b, poi.get((a, b))) + ".")
+            ref = THRESHOLDS[0]
+            if ref in sa.reach and ref in sb.reach:
+                text = _reach_verdict(a, sa, b, sb, ref)
+                if text:
+                    out.append(text + ".")
+    return out
+
+
+def _best_verdict(a: str, ia: Interval, b: str, ib: Interval) -> str:
+    if not (ia.defined and ib.defined):
+        few = ", ".join(f"{n} has {i.sizes[0] if i.sizes else 0} scored "
+                        f"seed{'' if i.sizes and i.sizes[0] == 1 else 's'}"
+                        for n, i in ((a, ia), (b, ib)) if not i.defined)
+        return (f"{a} vs {b}: too few seeds for a 95% CI of the mean best fitness ({few}): "
+                "no conclusion at this budget")
+    if ia.overlaps(ib):
+        return (f"the 95% CIs of the mean best fitness of {a} {_ci_text(ia)} and {b} "
+                f"{_ci_text(ib)} overlap: no separation at this budget")
+    (hi, ihi), (lo, ilo) = ((a, ia), (b, ib)) if ia.low > ib.high else ((b, ib), (a, ia))
+    return (f"the 95% CI of {hi}'s mean best fitness {_ci_text(ihi)} lies above {lo}'s "
+            f"{_ci_text(ilo)}: {hi} is ahead at this budget")
+
+
+def _improvement_verdict(a: str, b: str, row: dict | None) -> str:
+    if row is None or not math.isfinite(row["probability"]):
+        return f"no probability of improvement of {a} over {b} (a strategy without scores)"
+    text = f"P({a} beats {b}) = {row['probability']:.2f}"
+    low, high = row["ci_low"], row["ci_high"]
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return text + " (no CI: too few seeds)"
+    text += f", 95% CI [{low:.2f}, {high:.2f}]"
+    if low <= 0.5 <= high:
+        return text + ": within noise (the CI contains 0.5)"
+    winner, loser = (a, b) if low > 0.5 else (b, a)
+    text += f": {winner}'s searches beat {loser}'s more often than not"
+    if low == high:
+        text += (f" (every resample agrees: each of the {row['n']}×{row['m']} pairs of "
+                 "seeds went the same way; with few seeds that is weak evidence)")
+    return text
+
+
+def _reach_verdict(a: str, sa: StrategySummary, b: str, sb: StrategySummary, ref: str) -> str:
+    ra, rb = sa.reach[ref], sb.reach[ref]
+    if not (ra["reached"] or rb["reached"]):
+        return ""
+    counts = (f"{a} reached {ref} in {ra['reached']}/{ra['runs']} searches, "
+              f"{b} in {rb['reached']}/{rb['runs']}")
+    ia, ib = sa.reach_interval(ref), sb.reach_interval(ref)
+    if not (ia.defined and ib.defined):
+        return counts + "; too few got there for 95% CIs of the compute it took"
+    if ia.overlaps(ib):
+        return (counts + f"; the 95% CIs of the child trainings it took ({a} "
+                f"{_ci_text(ia, '.1f')}, {b} {_ci_text(ib, '.1f')}) overlap: no separation")
+    fast, slow = (a, b) if ia.high < ib.low else (b, a)
+    return (counts + f"; {fast} got there sooner ({a} {_ci_text(ia, '.1f')}, {b} "
+            f"{_ci_text(ib, '.1f')} child trainings, 95% CIs apart)")
 
 
 # -- rendering ------------------------------------------------------------------------------
@@ -416,25 +733,44 @@ def _short_id(run_id) -> str:
     return str(run_id)[:8]
 
 
+def _pm(value) -> str:
+    return f"± {value:.4f}"
+
+
+def _count(value) -> str:
+    return f"{value:.0f}"
+
+
 # how each of Report.tables() is shown in markdown (headers, number formats, code columns)
 SHOWN = {
     "strategies": {
-        "headers": {"best_mean": "best fitness (mean)", "best_std": "± std",
-                    **{f"trainings_to_beat_{r}": f"trainings to beat {r}" for r in THRESHOLDS},
-                    **{f"seeds_beating_{r}": f"seeds beating {r}" for r in THRESHOLDS},
+        "headers": {"best_mean": "best fitness (mean)", "ci_low": "95% CI low",
+                    "ci_high": "95% CI high", "ci_method": "CI", "best_std": "± std",
                     "cache_hit_rate": "cache hits", "invalid_rate": "invalid",
                     "candidates_per_min": "candidates/min", "trainings_mean": "trainings used",
                     "top_rule": "top rule"},
-        "formats": {"best_mean": ".4f", "best_std": ".4f",
-                    **{f"trainings_to_beat_{r}": ".1f" for r in THRESHOLDS},
+        "formats": {"best_mean": ".4f", "ci_low": ".4f", "ci_high": ".4f", "best_std": ".4f",
                     "cache_hit_rate": ".1%", "invalid_rate": ".1%",
                     "candidates_per_min": ".1f"},
         "code": ("top_rule",)},
+    "improvement": {
+        "headers": {"probability": "P(strategy beats versus)", "ci_low": "95% CI low",
+                    "ci_high": "95% CI high", "ci_method": "CI", "n": "seeds (strategy)",
+                    "m": "seeds (versus)"},
+        "formats": {"probability": ".3f", "ci_low": ".3f", "ci_high": ".3f"}},
+    "reach": {
+        "headers": {"trainings_mean": "child trainings to reach (mean)",
+                    "ci_low": "95% CI low", "ci_high": "95% CI high", "ci_method": "CI",
+                    "runs": "searches"},
+        "formats": {"trainings_mean": ".1f", "ci_low": ".1f", "ci_high": ".1f"}},
     "references": {
         "headers": {"fitness_mean": "fitness (mean)", "fitness_std": "± std"},
         "formats": {"fitness_mean": ".4f", "fitness_std": ".4f"}, "code": ("rule",)},
     "top_rules": {
-        "headers": {"run_id": "run"}, "formats": {"fitness": ".4f", "run_id": _short_id},
+        "headers": {"fitness": "fitness (mean)", "fitness_se": "± SE",
+                    "seeds": "scored on (seeds)", "seed": "search seed", "run_id": "run"},
+        "formats": {"fitness": ".4f", "fitness_se": _pm, "seeds": _count,
+                    "run_id": _short_id},
         "code": ("rule",)},
     "runs": {
         "headers": {"run_id": "run", "evaluations": "candidates", "best_fitness": "best fitness",
@@ -451,20 +787,35 @@ def markdown(report: Report) -> str:
         return markdown_table(frames[name], **SHOWN[name]).rstrip("\n")
 
     budget = "?" if report.budget is None else report.budget
+    level = f"{CONFIDENCE:.0%}"
     lines = [f"# Head-to-head: preset `{report.preset}`, budget {budget} child trainings", ""]
     counts = ", ".join(f"{name} ×{len(s.runs)}" for name, s in report.strategies.items())
     seeds = sorted({c.seed for c in report.runs if c.seed is not None})
     lines += [f"{len(report.runs)} searches in MLflow experiment `{report.experiment}` "
               f"({counts}; seeds {', '.join(map(str, seeds)) or '?'}).", ""]
     lines += ["## Strategies", "", table("strategies"), "",
-              "Trainings to beat a reference: child trainings spent when the best rule "
-              "first scored above that reference's score for the same seed, mean over the "
-              "seeds that got there (empty: none did); seeds beating it: how many did "
-              "(both empty: no reference score). Rates are over all candidates, free ones "
-              "included.", ""]
+              f"Best fitness: each search's best rule, mean over the strategy's seeds with a "
+              f"bootstrap {level} CI (BCa; percentile with fewer than 3 seeds; none with "
+              f"one), and the sample std. Rates are over all candidates, free ones "
+              f"included.", ""]
+    lines += ["## Is the difference real?", ""] + [f"- {v}" for v in verdicts(report)] + [""]
+    if len(report.improvement):
+        lines += ["### Probability of improvement", "", table("improvement"), "",
+                  "The chance that a search of *strategy* ends with a better rule than a "
+                  "search of *versus* (ties count half): over all n·m pairs of their seeds, "
+                  f"the Mann-Whitney U / (n·m); {level} CI from a bootstrap resampling each "
+                  "strategy's seeds on its own. 0.5: a coin flip.", ""]
+    if len(frames["reach"]):
+        lines += ["## Compute to reach the references", "", table("reach"), "",
+                  "Child trainings spent when a search's best rule first scored at least the "
+                  "reference's score for the same seed; mean and bootstrap "
+                  f"{level} CI over the searches that got there. The others are censored "
+                  "(they never did within the budget) and not in the mean.", ""]
     if report.references:
         lines += ["## References", "", table("references"), ""]
-    lines += ["## Top rules found", "", table("top_rules"), ""]
+    lines += ["## Top rules found", "", table("top_rules"), "",
+              "Fitness: the mean over the backend seeds the rule was scored on, ± its "
+              "standard error (empty: a search that logged one score per rule).", ""]
     if report.files:
         lines += ["## Figures", ""]
         for key in ("best_vs_trainings", "best_vs_time"):
@@ -601,17 +952,16 @@ def compare(experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str | None = Non
     report.files["json"] = str(out / "comparison.json")
     text = markdown(report)
     if log:
-        report.run_id = _log(report, figs, text, frames["strategies"], experiment,
-                             tracking_uri)
+        report.run_id = _log(report, figs, text, frames, experiment, tracking_uri)
     write_atomic(out / "comparison.md", text)
     write_atomic(out / "comparison.json", json.dumps(report.as_dict(), indent=2, default=str)
                  + "\n")
     return report
 
 
-def _log(report: Report, figs: dict, text: str, strategies: pd.DataFrame, experiment: str,
+def _log(report: Report, figs: dict, text: str, frames: dict, experiment: str,
          tracking_uri: str | None) -> str:
-    """Log the report (its markdown ``text``, the ``strategies`` table) as a compare run."""
+    """Log the report (its markdown ``text``, its tables ``frames``) as a compare run."""
     tracker = ReportTracker(experiment=experiment, tracking_uri=tracking_uri)
     runs = [c.run_id for c in report.runs]
     run_id = tracker.start(
@@ -623,20 +973,30 @@ def _log(report: Report, figs: dict, text: str, strategies: pd.DataFrame, experi
     report.run_id = run_id
     metrics = []
     for name, s in report.strategies.items():
+        ci = s.best_interval
         metrics += [(f"best_fitness_mean.{name}", s.best_mean, 0),
+                    (f"best_fitness_ci_low.{name}", ci.low, 0),
+                    (f"best_fitness_ci_high.{name}", ci.high, 0),
                     (f"best_fitness_std.{name}", s.best_std, 0),
                     (f"cache_hit_rate.{name}", s.cache_hit_rate, 0),
                     (f"invalid_rate.{name}", s.invalid_rate, 0),
                     (f"candidates_per_min.{name}", s.candidates_per_min, 0)]
-        for ref, b in s.beat.items():
-            if b["mean"] is not None:
-                metrics.append((f"trainings_to_beat_{ref}.{name}", b["mean"], 0))
+        for ref, r in s.reach.items():
+            metrics.append((f"reached_{ref}.{name}", r["reached"], 0))
+            if r["mean"] is not None:
+                metrics.append((f"compute_to_reach_{ref}.{name}", r["mean"], 0))
+    for row in report.improvement:
+        metrics.append((f"p_improvement.{row['strategy']}_vs_{row['versus']}",
+                        row["probability"], 0))
     tracker.log_metrics(metrics)
     for name, fig in figs.items():
         tracker.log_figure(fig, f"{name}.png")
     tracker.log_text(text, "comparison.md")
     tracker.log_dict(report.as_dict(), "comparison.json")
-    tracker.log_table(strategies, "comparison_table.json")
+    tracker.log_table(frames["strategies"], "comparison_table.json")
+    for name in ("improvement", "reach"):
+        if len(frames[name]):                # (one strategy, or no references: no rows)
+            tracker.log_table(frames[name], f"{name}_table.json")
     tracker.set_tags({NOTE_TAG: text})
     tracker.end("FINISHED")
     return run_id

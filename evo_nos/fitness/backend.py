@@ -13,7 +13,23 @@ For each batch, in the calling process and in milliseconds per rule:
    ``cached`` with the stored scores (``trainings=0``); so does the second of two rules
    with the same fingerprint in one batch (trained once);
 3. the rest are **trained** (:func:`evo_nos.fitness.train.score_rule`), each charged
-   ``trainings=1``, through ``joblib.Parallel(n_jobs=n_jobs)``.
+   ``trainings=1`` and the optimizer ``steps`` it ran, through
+   ``joblib.Parallel(n_jobs=n_jobs)``.
+
+Compute.  A candidate is charged the optimizer steps it actually ran; a full protocol
+with no divergence costs :attr:`FitnessBackend.steps_per_training`, so a search's budget
+(in child trainings) is ``budget * steps_per_training`` steps, and a candidate that
+stopped early (diverged, hurdled) costs only what it used.
+
+Hurdle (optional, AutoML-Zero's hurdles).  With ``hurdle=q``, once ``hurdle_warmup``
+sweeps have been seen, a candidate whose best sweep score falls below the ``q``-quantile
+of all best sweep scores seen before its batch skips its final run: it comes back
+``hurdled``, with that sweep score as its fitness, charged the sweep's steps.
+
+Seeds.  :meth:`FitnessBackend.rescore` trains a scored rule's whole protocol again on
+further seeds (replicates ``1, 2, ...`` of :func:`candidate_seed`) and keeps the mean:
+the cached Evaluation then carries ``seeds``, ``fitness_se`` (the standard error over
+seeds) and ``seed_fitness``, and every later cache hit returns the mean.
 
 Parallelism: the joblib backend is the caller's choice, e.g.::
 
@@ -48,18 +64,22 @@ its own ``cuda`` device.  Never send CUDA tensors to workers: they get strings.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
+import math
+import statistics
 import time
 from dataclasses import dataclass
 
 import joblib
+import numpy as np
 import torch
 
 from evo_nos.fitness.data import DeviceData
-from evo_nos.fitness.evaluation import CACHED, DIVERGED, INVALID, Evaluation
+from evo_nos.fitness.evaluation import CACHED, DIVERGED, HURDLED, INVALID, OK, Evaluation
 from evo_nos.fitness.screen import ScreenResult, screen
 from evo_nos.fitness.tasks import Task, load_task
-from evo_nos.fitness.train import score_rule, task_data
+from evo_nos.fitness.train import protocol_steps, score_rule, task_data
 from evo_nos.core.known import resolve
 from evo_nos.core.rules import Rule
 
@@ -83,9 +103,11 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
-def candidate_seed(backend_seed: int, fingerprint: str) -> int:
-    """The training seed of a candidate: from the backend seed and its fingerprint."""
-    digest = hashlib.sha256(f"{backend_seed}|{fingerprint}".encode()).digest()
+def candidate_seed(backend_seed: int, fingerprint: str, replicate: int = 0) -> int:
+    """The training seed of a candidate: from the backend seed and its fingerprint
+    (``replicate`` k > 0: the seed of its k-th re-scoring)."""
+    text = f"{backend_seed}|{fingerprint}" + (f"|{replicate}" if replicate else "")
+    digest = hashlib.sha256(text.encode()).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
@@ -111,7 +133,8 @@ def clear_worker_data() -> None:
     _WORKER_DATA.clear()
 
 
-def train_candidate(rule: str, seed: int, task: Task, device: str) -> dict:
+def train_candidate(rule: str, seed: int, task: Task, device: str,
+                    hurdle: float | None = None) -> dict:
     """Score one rule (runs in a joblib worker or in-process); returns Evaluation.to_dict().
 
     A failure inside training (a rule doing something torch refuses) does not take the
@@ -122,7 +145,7 @@ def train_candidate(rule: str, seed: int, task: Task, device: str) -> dict:
     data = worker_data(task, device)  # a missing dataset is the user's to fix: let it raise
     start = time.perf_counter()
     try:
-        evaluation = score_rule(rule, data, task, seed=seed)
+        evaluation = score_rule(rule, data, task, seed=seed, hurdle=hurdle)
     except (RuntimeError, ValueError, ArithmeticError) as err:
         evaluation = Evaluation(rule=rule, fitness=0.0, status=DIVERGED, trainings=1,
                                 seconds=time.perf_counter() - start,
@@ -149,20 +172,33 @@ class FitnessBackend:
         n_jobs: joblib's ``n_jobs`` for the trainings of a batch (1: in-process,
             serial; -1: all workers of the active joblib backend).
         device: ``auto``, ``cpu`` or ``cuda[:N]`` (resolved in each worker).
+        hurdle: a quantile in (0, 1): skip the final run of candidates whose sweep falls
+            below it (None: no hurdle, the paper's protocol).
+        hurdle_warmup: best sweep scores to see before the hurdle applies.
     """
 
     def __init__(self, task: Task | str, *, seed: int = 0, n_jobs: int | None = 1,
-                 device: str = "auto"):
+                 device: str = "auto", hurdle: float | None = None,
+                 hurdle_warmup: int = 10):
         self.task = load_task(task) if isinstance(task, str) else task
         if not isinstance(self.task, Task):
             raise TypeError(f"task must be a Task or a preset name, got {type(task).__name__}")
         self.seed = int(seed)
         self.n_jobs = n_jobs
         self.device = device if device == "auto" else resolve_device(device)
+        if hurdle is not None and not 0.0 < hurdle < 1.0:
+            raise ValueError(f"hurdle must be a quantile in (0, 1) (e.g. 0.5: the median "
+                             f"sweep), got {hurdle!r}")
+        if hurdle_warmup < 1:
+            raise ValueError(f"hurdle_warmup must be >= 1 sweep, got {hurdle_warmup}")
+        self.hurdle, self.hurdle_warmup = hurdle, int(hurdle_warmup)
+        self.steps_per_training = protocol_steps(
+            self.task, max(1, self.task.n_train // self.task.batch_size))
         self.cache: dict[str, Evaluation] = {}
+        self.sweeps: list[float] = []        # best sweep score of every trained candidate
         self._screens: dict[str, ScreenResult] = {}
         self.stats = {"evaluated": 0, "trainings": 0, "cache_hits": 0, "invalid": 0,
-                      "diverged": 0, "train_seconds": 0.0}
+                      "diverged": 0, "hurdled": 0, "rescored": 0, "train_seconds": 0.0}
 
     # -- scoring ------------------------------------------------------------------------
     def screen(self, rule: Rule | str) -> ScreenResult:
@@ -205,21 +241,75 @@ class FitnessBackend:
             self._count(evaluation)
         return out
 
+    def threshold(self) -> float | None:
+        """The hurdle a candidate's best sweep score must reach now (None: no hurdle)."""
+        if self.hurdle is None or len(self.sweeps) < self.hurdle_warmup:
+            return None
+        return float(np.quantile(self.sweeps, self.hurdle))
+
     def _train(self, pending: list[_Pending]) -> list[Evaluation]:
         if not pending:
             return []
+        hurdle = self.threshold()
         jobs = [joblib.delayed(train_candidate)(
             p.rule.canonical, candidate_seed(self.seed, p.screen.fingerprint), self.task,
-            self.device) for p in pending]
-        results = joblib.Parallel(n_jobs=self.n_jobs)(jobs)
-        return [Evaluation.from_dict(r) for r in results]
+            self.device, hurdle) for p in pending]
+        out = [Evaluation.from_dict(r) for r in joblib.Parallel(n_jobs=self.n_jobs)(jobs)]
+        for evaluation in out:
+            finite = [v for v in evaluation.lr_scores.values() if math.isfinite(v)]
+            if finite:
+                self.sweeps.append(max(finite))
+            evaluation.seed_fitness = [evaluation.fitness]
+        return out
+
+    def rescore(self, evaluations: list[Evaluation], seeds: int) -> list[Evaluation]:
+        """Score each evaluation's rule on further seeds until it has ``seeds`` in all.
+
+        Returns, per evaluation, the rule's combined score (``fitness``: the mean over
+        its seeds, ``fitness_se``, ``seed_fitness``) charged only with the new trainings
+        (``trainings``, ``steps``, ``seconds``); the cache keeps the combined score.
+        Rules not scored (not ok / cached, or unknown to the cache) come back as they
+        are, charged nothing; so do rules that already have ``seeds`` seeds."""
+        jobs, owners = [], []
+        for i, evaluation in enumerate(evaluations):
+            known = self.cache.get(evaluation.fingerprint)
+            if known is None or known.status != OK:
+                continue
+            for replicate in range(len(known.seed_fitness or [known.fitness]), seeds):
+                jobs.append(joblib.delayed(train_candidate)(
+                    known.rule, candidate_seed(self.seed, known.fingerprint, replicate),
+                    self.task, self.device))
+                owners.append(i)
+        results = [Evaluation.from_dict(r) for r in joblib.Parallel(n_jobs=self.n_jobs)(jobs)]
+        out = [dataclasses.replace(e, trainings=0, steps=0, seconds=0.0) for e in evaluations]
+        for i, evaluation in enumerate(evaluations):
+            new = [r for r, owner in zip(results, owners) if owner == i]
+            if not new:
+                continue
+            known = self.cache[evaluation.fingerprint]
+            values = list(known.seed_fitness or [known.fitness]) + [r.fitness for r in new]
+            combined = dataclasses.replace(
+                known, fitness=statistics.fmean(values), seeds=len(values),
+                fitness_se=statistics.stdev(values) / math.sqrt(len(values)),
+                seed_fitness=values, trainings=known.trainings + len(new),
+                steps=known.steps + sum(r.steps for r in new),
+                seconds=known.seconds + sum(r.seconds for r in new))
+            self.cache[known.fingerprint] = combined
+            out[i] = dataclasses.replace(
+                combined, rule=evaluation.rule, status=OK, trainings=len(new),
+                steps=sum(r.steps for r in new), seconds=sum(r.seconds for r in new),
+                reason=f"re-scored on {len(new)} more seed(s)")
+            self.stats["trainings"] += len(new)
+            self.stats["rescored"] += 1
+            self.stats["train_seconds"] += out[i].seconds
+        return out
 
     @staticmethod
     def _cached(rule: Rule, hit: Evaluation) -> Evaluation:
-        return Evaluation(rule=rule.canonical, fitness=hit.fitness, status=CACHED,
-                          best_lr=hit.best_lr, lr_scores=dict(hit.lr_scores), steps=0,
-                          seconds=0.0, trainings=0, fingerprint=hit.fingerprint,
-                          reason=f"behaves like {hit.rule} (status {hit.status})")
+        return dataclasses.replace(
+            hit, rule=rule.canonical, status=HURDLED if hit.status == HURDLED else CACHED,
+            lr_scores=dict(hit.lr_scores), seed_fitness=list(hit.seed_fitness), steps=0,
+            seconds=0.0, trainings=0, reason=f"behaves like {hit.rule} (status {hit.status})")
 
     def _count(self, evaluation: Evaluation) -> None:
         s = self.stats
@@ -228,12 +318,14 @@ class FitnessBackend:
         s["cache_hits"] += evaluation.status == CACHED
         s["invalid"] += evaluation.status == INVALID
         s["diverged"] += evaluation.status == DIVERGED
+        s["hurdled"] += evaluation.status == HURDLED and evaluation.trainings > 0
         s["train_seconds"] += evaluation.seconds if evaluation.trainings else 0.0
 
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> dict:
         """The fitness cache and counters as plain picklable data (for checkpoints)."""
         return {"version": STATE_VERSION, "seed": self.seed, "task": self.task.described(),
+                "hurdle": [self.hurdle, self.hurdle_warmup], "sweeps": list(self.sweeps),
                 "cache": {fp: ev.to_dict() for fp, ev in self.cache.items()},
                 "stats": dict(self.stats)}
 
@@ -245,19 +337,29 @@ class FitnessBackend:
         mine, theirs = self.task.described(), state["task"]
         differ = sorted(k for k in set(mine) | set(theirs)
                         if k not in _NEUTRAL_KEYS and mine.get(k) != theirs.get(k))
-        if differ or state["seed"] != self.seed:
-            what = differ + (["seed"] if state["seed"] != self.seed else [])
+        hurdle = state.get("hurdle", [None, self.hurdle_warmup])
+        if hurdle[0] is None:
+            hurdle = [None, self.hurdle_warmup]      # no hurdle: the warm-up is moot
+        mine_hurdle = [self.hurdle, self.hurdle_warmup if self.hurdle is not None
+                       else hurdle[1]]
+        if differ or state["seed"] != self.seed or list(hurdle) != mine_hurdle:
+            what = differ + (["seed"] if state["seed"] != self.seed else []) + \
+                (["hurdle"] if list(hurdle) != mine_hurdle else [])
             raise ValueError(f"this fitness cache was scored with other settings ({what}); "
                              "resume with the same preset, data and seed")
         self.cache = {fp: Evaluation.from_dict(ev) for fp, ev in state["cache"].items()}
-        self.stats = copy.deepcopy(state["stats"])
+        self.sweeps = list(state.get("sweeps", []))
+        self.stats = {**self.stats, **copy.deepcopy(state["stats"])}
 
     # -- description --------------------------------------------------------------------
     def describe(self) -> dict:
         """Flat ``str -> scalar`` settings, for MLflow params (the task's
         :meth:`~evo_nos.fitness.tasks.Task.described` fields as ``task.<key>``)."""
         out: dict = {"fitness": "child-training", "fitness_seed": self.seed,
-                     "device": self.device, "n_jobs": self.n_jobs if self.n_jobs else "config"}
+                     "device": self.device, "n_jobs": self.n_jobs if self.n_jobs else "config",
+                     "steps_per_training": self.steps_per_training}
+        if self.hurdle is not None:
+            out.update(hurdle=self.hurdle, hurdle_warmup=self.hurdle_warmup)
         for key, value in self.task.described().items():
             if isinstance(value, (list, tuple)):
                 value = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)

@@ -4,22 +4,32 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-OK, DIVERGED, INVALID, CACHED = "ok", "diverged", "invalid", "cached"
-STATUSES = (OK, DIVERGED, INVALID, CACHED)
+OK, DIVERGED, INVALID, CACHED, HURDLED = "ok", "diverged", "invalid", "cached", "hurdled"
+STATUSES = (OK, DIVERGED, INVALID, CACHED, HURDLED)
 
 
 @dataclass
 class Evaluation:
     rule: str                       # canonical rule string
     fitness: float                  # validation accuracy of the final run (0 when failed)
-    status: str                     # ok | diverged | invalid | cached
+    status: str                     # ok | diverged | invalid | cached | hurdled (the sweep
+                                    # fell below the hurdle: fitness is its best sweep score)
     best_lr: float | None = None
     lr_scores: dict = field(default_factory=dict)   # {lr: validation accuracy} of the sweep
     steps: int = 0                  # optimizer steps taken (all runs of this evaluation)
     seconds: float = 0.0            # wall-clock time spent
-    trainings: int = 0              # child trainings charged to the budget (0 or 1)
+    trainings: int = 0              # protocol runs trained for this evaluation (one per
+                                    # seed; 0: free -- cached, invalid)
     fingerprint: str | None = None  # functional fingerprint (behaviourally equal rules share it)
-    reason: str = ""                # why invalid / diverged
+    reason: str = ""                # why invalid / diverged / hurdled
+    seeds: int = 1                  # backend seeds the fitness is the mean of
+    fitness_se: float | None = None  # standard error of that mean (None below 2 seeds)
+    seed_fitness: list = field(default_factory=list)  # the fitness of each seed, in order
+
+    @property
+    def scored(self) -> bool:
+        """True when the fitness is a validation accuracy of a finished final run."""
+        return self.status in (OK, CACHED)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

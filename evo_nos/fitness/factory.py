@@ -19,7 +19,7 @@ JOBLIB_BACKENDS = ("loky", "threading", "dask", "ray")
 def make_backend(config: dict):
     """The backend a config describes: ``fitness="standin:TARGET"`` for the stand-in,
     else the real one on ``preset`` (a name or a .toml path) with ``data``, ``seed``,
-    ``n_jobs`` and ``device``.  Raises ValueError naming what is wrong."""
+    ``n_jobs``, ``device`` and ``hurdle``.  Raises ValueError naming what is wrong."""
     fitness = config.get("fitness")
     if fitness:
         kind, _, target = fitness.partition(":")
@@ -30,7 +30,7 @@ def make_backend(config: dict):
         raise ValueError("give --preset or --fitness")
     task = load_task(config["preset"], data=config.get("data"))
     return FitnessBackend(task, seed=config.get("seed", 0), n_jobs=config.get("n_jobs", 1),
-                          device=config.get("device", "auto"))
+                          device=config.get("device", "auto"), hurdle=config.get("hurdle"))
 
 
 @contextlib.contextmanager

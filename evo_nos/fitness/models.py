@@ -127,3 +127,48 @@ def make_resnet(seed: int, *, n_classes: int = 10, width: int = 16, blocks: tupl
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
+
+
+# -- the held-out suite's other model families (evo_nos.fitness.heldout) --------------------------
+class SequenceLSTM(nn.Module):
+    """A recurrent sequence classifier: token embedding · one-layer LSTM · linear head on
+    the last hidden state (so whatever decides the class must be carried through time).
+    Input: int64 tokens [N, L]; output: logits [N, n_classes]."""
+
+    def __init__(self, vocab: int, n_classes: int, embed: int = 32, hidden: int = 64):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, embed)
+        self.lstm = nn.LSTM(embed, hidden, batch_first=True)
+        self.classifier = nn.Linear(hidden, n_classes)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        _, (h, _) = self.lstm(self.embed(tokens))
+        return self.classifier(h[-1])
+
+
+class TabularMLP(nn.Module):
+    """A plain MLP for tabular features: ``depth`` hidden layers of ``hidden`` ReLU units,
+    then a linear head.  Input: float [N, n_features]; output: logits [N, n_classes]."""
+
+    def __init__(self, n_features: int, n_classes: int, hidden: int = 64, depth: int = 2):
+        super().__init__()
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1, got {depth}")
+        layers, width = [], n_features
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden), nn.ReLU()]
+            width = hidden
+        self.body = nn.Sequential(*layers)
+        self.classifier = nn.Linear(width, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.body(x))
+
+
+def seeded(seed: int, build, device: str | torch.device = "cpu") -> nn.Module:
+    """``build()`` (a module constructor) with torch's default init drawn from a forked
+    CPU generator seeded with ``seed``, moved to ``device``: same seed, same weights."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build()
+    return model.to(device)

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 from evo_nos.core.threads import torch_threads
 from evo_nos.fitness.data import TEST, VAL, DeviceData, load_images
-from evo_nos.fitness.evaluation import DIVERGED, OK, Evaluation
+from evo_nos.fitness.evaluation import DIVERGED, HURDLED, OK, Evaluation
 from evo_nos.fitness.models import make_child, make_resnet
 from evo_nos.fitness.tasks import Task
 from evo_nos.core.known import resolve
@@ -80,9 +80,14 @@ def new_model(task: Task, data: DeviceData, seed: int) -> torch.nn.Module:
                       channels_last=task.channels_last)
 
 
-def run_steps(task: Task, data: DeviceData, epochs: float) -> int:
+def epoch_steps(epochs: float, steps_per_epoch: int) -> int:
     """Optimizer steps of a run of ``epochs`` epochs (fractional epochs allowed)."""
-    return max(1, int(round(epochs * data.steps_per_epoch(task.batch_size))))
+    return max(1, int(round(epochs * steps_per_epoch)))
+
+
+def run_steps(task: Task, data: DeviceData, epochs: float) -> int:
+    """Optimizer steps of a run of ``epochs`` epochs of ``data``."""
+    return epoch_steps(epochs, data.steps_per_epoch(task.batch_size))
 
 
 def _all_finite(model: torch.nn.Module) -> bool:
@@ -160,17 +165,29 @@ def train_run(rule: Rule | str, lr: float, data: DeviceData, task: Task, *, seed
                      test_accuracy=tested)
 
 
+def protocol_steps(task: Task, steps_per_epoch: int) -> int:
+    """Optimizer steps of one candidate's whole protocol (sweep and final run) when no
+    run diverges: the compute a full candidate is charged."""
+    return (len(task.lrs) * epoch_steps(task.sweep_epochs, steps_per_epoch)
+            + epoch_steps(task.final_epochs, steps_per_epoch))
+
+
 def score_rule(rule: Rule | str, data: DeviceData, task: Task, *, seed: int,
-               settings=None) -> Evaluation:
+               settings=None, hurdle: float | None = None) -> Evaluation:
     """The paper's protocol for one rule: lr sweep, final run at the best lr."""
-    return run_protocol(rule, data, task, seed=seed, settings=settings)[0]
+    return run_protocol(rule, data, task, seed=seed, settings=settings, hurdle=hurdle)[0]
 
 
 def run_protocol(rule: Rule | str, data: DeviceData, task: Task, *, seed: int,
-                 settings=None) -> tuple[Evaluation, RunResult | None]:
+                 settings=None, hurdle: float | None = None
+                 ) -> tuple[Evaluation, RunResult | None]:
     """:func:`score_rule`'s Evaluation and its final run (None when every lr of the
-    sweep diverged); with ``task.n_test > 0`` the final run is scored on the test
-    sample too (``RunResult.test_accuracy``)."""
+    sweep diverged, or the sweep fell below the hurdle); with ``task.n_test > 0`` the
+    final run is scored on the test sample too (``RunResult.test_accuracy``).
+
+    ``hurdle``: when the sweep's best validation accuracy is below it, the final run is
+    skipped and the Evaluation is ``hurdled`` with that sweep score as its fitness
+    (AutoML-Zero's hurdles: a weak candidate costs only its sweep)."""
     rule = resolve(rule)
     start = time.perf_counter()
     with torch_threads(task.threads):
@@ -185,6 +202,12 @@ def run_protocol(rule: Rule | str, data: DeviceData, task: Task, *, seed: int,
                               seconds=time.perf_counter() - start,
                               reason="every learning rate diverged: " + sweep[-1].reason), None
         best = max(usable, key=lambda r: r.accuracy)  # max keeps the first (smallest lr) tie
+        if hurdle is not None and best.accuracy < hurdle:
+            return Evaluation(rule=rule.canonical, fitness=best.accuracy, status=HURDLED,
+                              best_lr=best.lr, lr_scores=lr_scores, steps=steps,
+                              trainings=1, seconds=time.perf_counter() - start,
+                              reason=f"best sweep score {best.accuracy:.4f} below the "
+                                     f"hurdle {hurdle:.4f}"), None
         final = train_run(rule, best.lr, data, task, seed=seed, epochs=task.final_epochs,
                           settings=settings, test=task.n_test > 0)
     steps += final.steps

@@ -23,3 +23,21 @@ def default_batch_size(n_jobs: int | None) -> int:
     (``n_jobs`` -1 or 0: one per CPU core), at least 1."""
     n_jobs = n_jobs or 1
     return max(1, n_jobs if n_jobs > 0 else (os.cpu_count() or 1))
+# The re-evaluation funnel: a rule that enters the top FUNNEL_TOP of the hall of fame is
+# re-scored until it has FUNNEL_SEEDS backend seeds, charged to the budget.  The final
+# stage re-scores the top FINAL_TOP on FINAL_SEEDS seeds after the budget (0: off).
+FUNNEL_TOP = 10
+FUNNEL_SEEDS = 3
+FINAL_TOP = 3
+FINAL_SEEDS = 0
+FUNNEL = {"funnel_top": FUNNEL_TOP, "funnel_seeds": FUNNEL_SEEDS, "final_top": FINAL_TOP,
+          "final_seeds": FINAL_SEEDS}      # Search's keyword arguments, as configs carry them
+
+
+def funnel_settings(given: dict | None = None) -> dict:
+    """:data:`FUNNEL` with the ``given`` values (None: the default); refuses other keys."""
+    given = {k: v for k, v in (given or {}).items() if v is not None}
+    unknown = sorted(set(given) - set(FUNNEL))
+    if unknown:
+        raise ValueError(f"unknown funnel setting(s) {unknown}; known: {sorted(FUNNEL)}")
+    return {**FUNNEL, **{k: int(v) for k, v in given.items()}}

@@ -6,12 +6,30 @@
                                         |
           budget, hall of fame, MLflow metrics, checkpoint (every batch)
 
-Budget.  The budget counts child trainings actually run (``Evaluation.trainings``).
-Cache hits and screened-out (invalid) rules cost nothing but are counted and logged.
-A strategy that only proposes such free rules would loop for ever, so the search stops
-("stalled") after ``free_limit`` free evaluations in a row (default 1000).  An optional
-``time_limit`` (seconds, summed over resumes) stops it between batches.  A batch never
-asks for more rules than the budget has trainings left, so the budget is never exceeded.
+Budget.  The budget is given in child trainings and counts compute: with a backend
+that reports ``steps_per_training`` (the real one: the optimizer steps of one whole
+protocol), every evaluation is charged the optimizer steps it actually ran
+(``Evaluation.steps``), so a candidate that diverged or fell at the hurdle costs what it
+used and strategies compare on equal compute; with another backend every evaluation is
+charged its ``trainings``.  ``compute`` is the spend in child trainings (a float);
+MLflow metrics use the integer spend (``step``: optimizer steps, or trainings) as their
+x-axis, with the param ``steps_per_training`` to convert.  Cache hits and screened-out
+(invalid) rules cost nothing but are counted and logged.  A strategy that only proposes
+such free rules would loop for ever, so the search stops ("stalled") after
+``free_limit`` free evaluations in a row (default 1000).  An optional ``time_limit``
+(seconds, summed over resumes) stops it between batches.  A batch never asks for more
+rules than the budget has whole trainings left.
+
+The re-evaluation funnel (Lion's funnel; AutoML-Zero re-measures noisy fitness).  With
+a backend that can ``rescore`` (the real one), every rule in the top ``funnel_top`` of
+the hall of fame is re-scored on further backend seeds until it has ``funnel_seeds`` in
+all, before the next batch; the hall of fame ranks by the mean over seeds, and shows its
+standard error.  A rule that falls on re-scoring lets the next one up, which is re-scored
+in turn.  The extra trainings are charged to the budget (when it still has them) and
+logged (``rescored`` metric; history records of ``kind`` "rescore").  The strategy is
+told each candidate's first score, as a search without the funnel would.  When the
+budget is spent, the final stage (``final_seeds`` > 0) re-scores the top ``final_top``
+on ``final_seeds`` seeds, outside the budget (``final_trainings``; ``kind`` "final").
 
 Checkpoints.  After every batch the whole state is pickled to
 ``<checkpoint_dir>/checkpoint.pkl`` atomically (written to a temporary file, then
@@ -42,25 +60,28 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from evo_nos.core.files import write_atomic
-from evo_nos.fitness.evaluation import CACHED, DIVERGED, INVALID, OK, Evaluation
+from evo_nos.fitness.evaluation import CACHED, DIVERGED, HURDLED, INVALID, OK, Evaluation
 from evo_nos.search.checkpoint import (CHECKPOINT_FILE, CHECKPOINT_VERSION, SUMMARY_FILE,
                                        load_checkpoint, rng_states, set_rng_states)
+from evo_nos.search.defaults import FINAL_SEEDS, FINAL_TOP, FUNNEL_SEEDS, FUNNEL_TOP
 from evo_nos.search.hall_of_fame import HallOfFame
 
 FINISHED, INTERRUPTED, TIME_LIMIT, STALLED, RUNNING = (
     "finished", "interrupted", "time_limit", "stalled", "running")
 DONE = (FINISHED, STALLED, TIME_LIMIT)      # statuses of a search that needs no resume
+CANDIDATE, RESCORE, FINAL = "candidate", "rescore", "final"   # kinds of history records
 
 @dataclass
 class SearchResult:
     status: str                     # finished | interrupted | time_limit | stalled
-    trainings: int                  # child trainings charged
+    trainings: int                  # protocol runs trained (re-scorings included)
     evaluations: int                # all candidates, free ones included
     counts: dict
     hall_of_fame: HallOfFame
     history: list = field(repr=False)
     run_id: str | None = None
     checkpoint_dir: Path | None = None
+    compute: float = 0.0            # the budget spent, in child trainings
 
     @property
     def best(self) -> Evaluation | None:
@@ -81,7 +102,9 @@ class Search:
                  batch_size: int = 1, hall_of_fame_size: int = 10,
                  checkpoint_dir: str | Path | None = None, tracker=None, progress: bool = True,
                  free_limit: int = 1000, run_name: str | None = None,
-                 config: dict | None = None, export_settings=None):
+                 config: dict | None = None, export_settings=None,
+                 funnel_top: int = FUNNEL_TOP, funnel_seeds: int = FUNNEL_SEEDS,
+                 final_top: int = FINAL_TOP, final_seeds: int = FINAL_SEEDS):
         if budget < 1:
             raise ValueError(f"budget must be >= 1 child training, got {budget}")
         if batch_size < 1:
@@ -90,6 +113,14 @@ class Search:
             raise ValueError(f"free_limit must be >= 1, got {free_limit}")
         if time_limit is not None and time_limit <= 0:
             raise ValueError(f"time_limit must be > 0 seconds, got {time_limit}")
+        for name, value in (("funnel_top", funnel_top), ("funnel_seeds", funnel_seeds),
+                            ("final_top", final_top), ("final_seeds", final_seeds)):
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
+        self.funnel_top, self.funnel_seeds = funnel_top, funnel_seeds
+        self.final_top, self.final_seeds = final_top, final_seeds
+        self.rescorable = callable(getattr(backend, "rescore", None))
+        self.unit = int(getattr(backend, "steps_per_training", None) or 1)
         self.strategy, self.backend = strategy, backend
         self.budget, self.time_limit, self.batch_size = budget, time_limit, batch_size
         self.free_limit = free_limit
@@ -102,7 +133,10 @@ class Search:
         self.hall_of_fame = HallOfFame(hall_of_fame_size)
         self.history: list[dict] = []
         self.trainings = 0
-        self.counts = {"evaluations": 0, OK: 0, CACHED: 0, INVALID: 0, DIVERGED: 0}
+        self.spent = 0              # compute charged to the budget, in units (see above)
+        self.final_trainings = 0
+        self.counts = {"evaluations": 0, OK: 0, CACHED: 0, INVALID: 0, DIVERGED: 0,
+                       HURDLED: 0, "rescored": 0}
         self.free_streak = 0
         self.elapsed = 0.0          # seconds spent in run(), summed over resumes
         self.run_id: str | None = None
@@ -138,7 +172,8 @@ class Search:
                      hall_of_fame_size=state["hall_of_fame"]["size"],
                      checkpoint_dir=checkpoint_dir, tracker=tracker, progress=progress,
                      free_limit=state["free_limit"], run_name=state["run_name"],
-                     config=state["config"], export_settings=state.get("export_settings"))
+                     config=state["config"], export_settings=state.get("export_settings"),
+                     **state.get("funnel", {"funnel_seeds": 1, "final_seeds": 0}))
         search._load(state)
         return search
 
@@ -150,7 +185,9 @@ class Search:
         self._rng_to_restore = state["rng"]
         self.history = list(state["history"])
         self.trainings = state["trainings"]
-        self.counts = dict(state["counts"])
+        self.spent = state.get("spent", state["trainings"] * self.unit)
+        self.final_trainings = state.get("final_trainings", 0)
+        self.counts = {**self.counts, **state["counts"]}
         self.free_streak = state["free_streak"]
         self.elapsed = state["elapsed"]
         self.run_id = state["run_id"]
@@ -190,14 +227,28 @@ class Search:
         finally:
             if bar is not None:
                 bar.close()
+        if reason == FINISHED:
+            try:
+                self._final_stage(bar)
+            except KeyboardInterrupt:
+                self._interrupted()
+                return self._result()
         self.status = reason
         self._checkpoint()
         if self.tracker is not None:
             self.tracker.finish(self._artifacts(), status="FINISHED")
         return self._result()
 
+    @property
+    def compute(self) -> float:
+        """The budget spent so far, in child trainings."""
+        return self.spent / self.unit
+
+    def _cost(self, evaluation: Evaluation) -> int:
+        return int(evaluation.steps) if self.unit > 1 else int(evaluation.trainings)
+
     def _stop_reason(self) -> str | None:
-        if self.trainings >= self.budget:
+        if self.spent >= self.budget * self.unit:
             return FINISHED
         if self.free_streak >= self.free_limit:
             return STALLED
@@ -209,7 +260,8 @@ class Search:
         return self._elapsed_at_start + (time.perf_counter() - self._started)
 
     def _batch(self) -> None:
-        n = min(self.batch_size, self.budget - self.trainings)
+        left = self.budget * self.unit - self.spent
+        n = min(self.batch_size, max(1, math.ceil(left / self.unit)))
         rules = self.strategy.ask(n)
         evaluations = self.backend.evaluate(rules)
         if len(evaluations) != len(rules):
@@ -219,28 +271,88 @@ class Search:
         metrics = []
         elapsed = self._now_elapsed()
         for evaluation in evaluations:
-            self.trainings += evaluation.trainings
             self.counts["evaluations"] += 1
             self.counts[evaluation.status] = self.counts.get(evaluation.status, 0) + 1
             self.free_streak = 0 if evaluation.trainings else self.free_streak + 1
-            self.hall_of_fame.update(evaluation)
-            record = evaluation.to_dict()
-            record.update(index=len(self.history), step=self.trainings, elapsed=elapsed)
-            self.history.append(record)
-            if math.isfinite(evaluation.fitness):
-                metrics.append(("fitness", float(evaluation.fitness), self.trainings))
+            metrics += self._record(evaluation, CANDIDATE, elapsed)
+        metrics += self._funnel(elapsed)
         self.elapsed = elapsed
+        self._log_progress(metrics, elapsed)
+
+    def _record(self, evaluation: Evaluation, kind: str, elapsed: float) -> list:
+        """Charge, rank and keep one evaluation; its metrics."""
+        self.trainings += evaluation.trainings
+        if kind == FINAL:
+            self.final_trainings += evaluation.trainings
+        else:
+            self.spent += self._cost(evaluation)
+        self.hall_of_fame.update(evaluation)
+        best = self.hall_of_fame.best
+        record = evaluation.to_dict()
+        record.update(index=len(self.history), kind=kind, step=self.spent,
+                      compute=self.compute, elapsed=elapsed,
+                      best=best.fitness if best is not None else None)
+        self.history.append(record)
+        if kind == CANDIDATE and math.isfinite(evaluation.fitness):
+            return [("fitness", float(evaluation.fitness), self.spent)]
+        return []
+
+    def _funnel(self, elapsed: float) -> list:
+        """Re-score the top ``funnel_top`` until each has ``funnel_seeds`` seeds."""
+        if not self.rescorable or self.funnel_seeds < 2 or self.funnel_top < 1:
+            return []
+        metrics = []
+        for _ in range(self.funnel_top + 1):     # each round settles at least one rule
+            due = [e for e in self.hall_of_fame.top[:self.funnel_top]
+                   if e.seeds < self.funnel_seeds]
+            left = self.budget * self.unit - self.spent
+            due = [e for e in due if (self.funnel_seeds - e.seeds) * self.unit <= left]
+            if not due:
+                break
+            for evaluation in self.backend.rescore(due, self.funnel_seeds):
+                if evaluation.trainings:
+                    self.counts["rescored"] += 1
+                    metrics += self._record(evaluation, RESCORE, elapsed)
+        return metrics
+
+    def _final_stage(self, bar) -> None:
+        """After the budget: the top ``final_top`` on ``final_seeds`` seeds (checkpointed
+        after each batch, so an interrupted final stage resumes where it stopped)."""
+        if not self.rescorable or self.final_seeds < 2 or self.final_top < 1:
+            return
+        while True:
+            due = [e for e in self.hall_of_fame.top[:self.final_top]
+                   if e.seeds < self.final_seeds][:self.batch_size]
+            elapsed = self._now_elapsed()
+            rescored = [e for e in (self.backend.rescore(due, self.final_seeds) if due else [])
+                        if e.trainings]
+            if not rescored:           # nothing left that can be re-scored
+                return
+            metrics = []
+            for evaluation in rescored:
+                metrics += self._record(evaluation, FINAL, elapsed)
+            self.elapsed = elapsed
+            self._log_progress(metrics + [("final_trainings", self.final_trainings,
+                                           self.spent)], elapsed)
+            self._update_bar(bar)
+            self._checkpoint()
+
+    def _log_progress(self, metrics: list, elapsed: float) -> None:
         if self.tracker is not None:
             best = self.hall_of_fame.best
             minutes = max(elapsed, 1e-9) / 60.0
+            step = self.spent
             if best is not None:       # nothing scored yet: no best to plot
-                metrics.append(("best_fitness", best.fitness, self.trainings))
+                metrics.append(("best_fitness", best.fitness, step))
             metrics += [
-                ("evaluations", self.counts["evaluations"], self.trainings),
-                ("cache_hits", self.counts[CACHED], self.trainings),
-                ("invalid", self.counts[INVALID], self.trainings),
-                ("diverged", self.counts[DIVERGED], self.trainings),
-                ("candidates_per_min", self.counts["evaluations"] / minutes, self.trainings),
+                ("compute", self.compute, step),
+                ("evaluations", self.counts["evaluations"], step),
+                ("cache_hits", self.counts[CACHED], step),
+                ("invalid", self.counts[INVALID], step),
+                ("diverged", self.counts[DIVERGED], step),
+                ("hurdled", self.counts[HURDLED], step),
+                ("rescored", self.counts["rescored"], step),
+                ("candidates_per_min", self.counts["evaluations"] / minutes, step),
             ]
             self.tracker.log_metrics(metrics)
             if best is not None and best.rule != self._tagged_best:
@@ -257,7 +369,10 @@ class Search:
             "hall_of_fame": self.hall_of_fame.state_dict(), "rng": rng_states(),
             "budget": self.budget, "time_limit": self.time_limit,
             "batch_size": self.batch_size, "free_limit": self.free_limit,
-            "trainings": self.trainings, "counts": dict(self.counts),
+            "trainings": self.trainings, "spent": self.spent,
+            "final_trainings": self.final_trainings, "counts": dict(self.counts),
+            "funnel": {"funnel_top": self.funnel_top, "funnel_seeds": self.funnel_seeds,
+                       "final_top": self.final_top, "final_seeds": self.final_seeds},
             "free_streak": self.free_streak, "elapsed": self.elapsed,
             "history": list(self.history), "run_id": self.run_id, "run_name": self.run_name,
             "config": self.config, "export_settings": self.export_settings,
@@ -276,8 +391,11 @@ class Search:
         summary = {
             "run_id": self.run_id, "run_name": self.run_name, "status": self.status,
             "strategy": self.strategy.name, "budget": self.budget, "trainings": self.trainings,
+            "compute": self.compute, "final_trainings": self.final_trainings,
             "counts": self.counts, "best_rule": best.rule if best else None,
-            "best_fitness": best.fitness if best else None, "config": self.config,
+            "best_fitness": best.fitness if best else None,
+            "best_fitness_se": best.fitness_se if best else None,
+            "best_seeds": best.seeds if best else None, "config": self.config,
             "saved_at": time.strftime("%Y-%m-%d %H:%M:%S"),
         }
         write_atomic(self.checkpoint_dir / SUMMARY_FILE,
@@ -289,6 +407,7 @@ class Search:
         self.hall_of_fame.load_state_dict(state["hall_of_fame"])
         self.history = state["history"]
         self.trainings, self.counts = state["trainings"], state["counts"]
+        self.spent, self.final_trainings = state["spent"], state["final_trainings"]
         self.free_streak = state["free_streak"]
         self.status = INTERRUPTED
         state["status"] = INTERRUPTED
@@ -304,7 +423,10 @@ class Search:
     def _params(self) -> dict:
         params = {"strategy": self.strategy.name, "budget": self.budget,
                   "batch_size": self.batch_size, "time_limit": self.time_limit,
-                  "hall_of_fame_size": self.hall_of_fame.size, "free_limit": self.free_limit}
+                  "hall_of_fame_size": self.hall_of_fame.size, "free_limit": self.free_limit,
+                  "funnel_top": self.funnel_top, "funnel_seeds": self.funnel_seeds,
+                  "final_top": self.final_top, "final_seeds": self.final_seeds,
+                  "steps_per_training": self.unit}
         for key, value in getattr(self.strategy, "settings", {}).items():
             params[f"strategy.{key}"] = value
         space = getattr(self.strategy, "space", None)
@@ -324,34 +446,33 @@ class Search:
 
     def _artifacts(self) -> dict:
         """What the tracker logs at the end of a search (plain data)."""
-        best_curve, best = [], -math.inf
-        for record in self.history:
-            if record["status"] in (OK, CACHED) and record["fitness"] > best:
-                best = record["fitness"]
-            best_curve.append((record["step"], best))
+        best_curve = [(record["compute"], record["best"] if record["best"] is not None
+                       else -math.inf) for record in self.history if "compute" in record]
         return {"hall_of_fame": self.hall_of_fame, "history": self.history,
                 "best_curve": best_curve, "status": self.status, "counts": self.counts,
-                "trainings": self.trainings, "budget": self.budget,
+                "trainings": self.trainings, "compute": self.compute, "budget": self.budget,
+                "final_trainings": self.final_trainings,
                 "export_settings": self.export_settings, "strategy": self.strategy.name}
 
     # -- progress -------------------------------------------------------------------------
     def _progress_bar(self):
         if not self.progress:
             return None
-        return tqdm(total=self.budget, initial=self.trainings, unit="training",
+        return tqdm(total=self.budget, initial=round(self.compute, 2), unit="training",
                     desc=f"{self.strategy.name}", dynamic_ncols=True)
 
     def _update_bar(self, bar) -> None:
         if bar is None:
             return
-        bar.n = self.trainings
+        bar.n = round(self.compute, 2)
         best = self.hall_of_fame.best
         if best is not None:
             rule = best.rule if len(best.rule) <= 48 else best.rule[:47] + "…"
-            bar.set_postfix_str(f"best {best.fitness:.4f} {rule}", refresh=False)
+            se = f"±{best.fitness_se:.4f} ({best.seeds} seeds) " if best.fitness_se else ""
+            bar.set_postfix_str(f"best {best.fitness:.4f}{se} {rule}", refresh=False)
         bar.refresh()
 
     def _result(self) -> SearchResult:
         return SearchResult(self.status, self.trainings, self.counts["evaluations"],
                             dict(self.counts), self.hall_of_fame, self.history, self.run_id,
-                            self.checkpoint_dir)
+                            self.checkpoint_dir, self.compute)

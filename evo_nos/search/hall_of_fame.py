@@ -1,6 +1,7 @@
 """The hall of fame: the best distinct rules of a search, and its Pareto front."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -12,8 +13,8 @@ from evo_nos.core.rules import Rule
 from evo_nos.fitness.evaluation import CACHED, OK, Evaluation
 
 # the columns of HallOfFame.to_frame() (and of a search's hall_of_fame.json)
-COLUMNS = ("rank", "rule", "name", "math", "latex", "fitness", "best_lr", "complexity",
-           "status")
+COLUMNS = ("rank", "rule", "name", "math", "latex", "fitness", "fitness_se", "seeds",
+           "best_lr", "complexity", "status")
 
 
 @dataclass
@@ -30,6 +31,11 @@ class HallOfFame:
     simpler rule represents its class), else a different structural key.  Only scored
     evaluations count (status ok, or cached copies of them).  :meth:`pareto` is the
     front PySR shows: by increasing complexity, each rule that beats every simpler one.
+
+    Ranking uses the fitness, which is the mean over the rule's seeds once it has been
+    re-scored: an evaluation of a behaviour already here with more seeds replaces the
+    numbers of its entry (the representative rule stays).  :meth:`ranks` tells where a
+    behaviour stands, for the driver's re-evaluation funnel.
     """
 
     def __init__(self, size: int = 10):
@@ -54,6 +60,9 @@ class HallOfFame:
         changed = False
         ident = self._identity(evaluation, rule)
         old = self._top.get(ident)
+        if old is not None and evaluation.seeds > old.evaluation.seeds:
+            self._rescored(ident, evaluation)
+            return True
         if old is not None:
             # the same behaviour again: the simpler (then fitter) rule represents it
             if (entry.complexity, -evaluation.fitness) < (old.complexity, -old.evaluation.fitness):
@@ -73,6 +82,24 @@ class HallOfFame:
             self._by_complexity[entry.complexity] = entry
             changed = True
         return changed
+
+    def _rescored(self, ident: str, evaluation: Evaluation) -> None:
+        """New numbers (more seeds) for the behaviour ``ident``, under its rule."""
+        for entries in (self._top, self._by_complexity):
+            for entry in entries.values():
+                if self._identity(entry.evaluation, Rule.parse(entry.evaluation.rule)) == ident:
+                    entry.evaluation = dataclasses.replace(evaluation,
+                                                           rule=entry.evaluation.rule)
+
+    def rank_of(self, evaluation: Evaluation) -> int | None:
+        """1-based rank of ``evaluation``'s behaviour in the hall of fame (None: absent)."""
+        rule = Rule.parse(evaluation.rule)
+        ident = self._identity(evaluation, rule)
+        entries = sorted(self._top.items(), key=lambda kv: self._rank_key(kv[1]), reverse=True)
+        for rank, (key, _) in enumerate(entries, 1):
+            if key == ident:
+                return rank
+        return None
 
     @staticmethod
     def _rank_key(entry: _Entry):
@@ -110,6 +137,7 @@ class HallOfFame:
         out.update({
             "rule": rule.canonical, "name": name_of(rule) or "", "math": rule.math,
             "latex": rule.latex, "fitness": float(evaluation.fitness),
+            "fitness_se": evaluation.fitness_se, "seeds": int(evaluation.seeds),
             "best_lr": evaluation.best_lr, "complexity": rule.complexity,
             "status": evaluation.status,
         })
@@ -137,23 +165,27 @@ class HallOfFame:
         return tables.records(self.pareto_frame())
 
     def markdown(self) -> str:
-        top = self.to_frame()[["rank", "fitness", "rule", "math", "best_lr", "complexity",
-                               "name"]]
-        front = self.pareto_frame()[["complexity", "fitness", "rule", "math", "best_lr"]]
-        shown = {"formats": {"fitness": ".4f"}, "code": ("rule",)}
+        top = self.to_frame()[["rank", "fitness", "fitness_se", "seeds", "rule", "math",
+                               "best_lr", "complexity", "name"]]
+        front = self.pareto_frame()[["complexity", "fitness", "fitness_se", "seeds", "rule",
+                                     "math", "best_lr"]]
+        shown = {"formats": {"fitness": ".4f", "fitness_se": ".4f"}, "code": ("rule",),
+                 "headers": {"fitness": "fitness (mean)", "fitness_se": "± SE"}}
         return (f"## Hall of fame (top {self.size})\n\n{tables.markdown(top, **shown)}\n"
                 f"## Pareto front (best rule per complexity)\n\n"
                 f"{tables.markdown(front, **shown)}")
 
     def table_text(self, width: int = 60) -> str:
         """A plain-text table for the terminal."""
-        lines = [f"{'#':>3}  {'fitness':>8}  {'lr':>7}  {'cx':>3}  rule"]
+        lines = [f"{'#':>3}  {'fitness':>8}  {'± SE':>7}  {'seeds':>5}  {'lr':>7}  "
+                 f"{'cx':>3}  rule"]
         for row in self.rows():
             lr = "" if row["best_lr"] is None else f"{row['best_lr']:g}"
+            se = "" if row["fitness_se"] is None else f"{row['fitness_se']:.4f}"
             rule = row["rule"] if len(row["rule"]) <= width else row["rule"][:width - 1] + "…"
             name = f"  ({row['name']})" if row["name"] else ""
-            lines.append(f"{row['rank']:>3}  {row['fitness']:>8.4f}  {lr:>7}  "
-                         f"{row['complexity']:>3}  {rule}{name}")
+            lines.append(f"{row['rank']:>3}  {row['fitness']:>8.4f}  {se:>7}  "
+                         f"{row['seeds']:>5}  {lr:>7}  {row['complexity']:>3}  {rule}{name}")
         return "\n".join(lines)
 
     # -- checkpoints ------------------------------------------------------------------

@@ -13,12 +13,16 @@ What a search logs.  One parent run per search:
   settings (everything :class:`~evo_nos.search.Search` passes);
 * tags: ``strategy``, ``preset``, ``best_rule``/``best_fitness`` (kept current), and at
   the end ``stop_reason`` and the hall of fame as the run's description;
-* metrics, all with ``step = child trainings so far`` so every strategy shares one
-  x-axis: ``fitness`` (every candidate), ``best_fitness``, ``evaluations``,
-  ``cache_hits``, ``invalid``, ``diverged``, ``candidates_per_min``;
+* metrics, all with ``step`` = the compute spent so far (optimizer steps of child
+  training, or child trainings with a backend that does not count steps; the param
+  ``steps_per_training`` converts) so every strategy shares one x-axis: ``fitness``
+  (every candidate), ``best_fitness`` (the hall of fame's best mean), ``compute`` (in
+  child trainings), ``evaluations``, ``cache_hits``, ``invalid``, ``diverged``,
+  ``hurdled``, ``rescored``, ``candidates_per_min``, ``final_trainings``;
 * artifacts at the end (also when interrupted): ``hall_of_fame.json`` (a table of
   :meth:`HallOfFame.to_frame <evo_nos.search.HallOfFame.to_frame>`: rank, rule, name,
-  math, latex, fitness, best_lr, complexity, status) and the same as
+  math, latex, fitness (the mean over seeds), fitness_se, seeds, best_lr, complexity,
+  status) and the same as
   ``hall_of_fame.csv``, ``pareto_front.json``, ``hall_of_fame.md``, ``evaluations.json``
   (every candidate), ``best_fitness.png``, and the best rule exported as
   ``best_optimizer/<Class>.py`` plus its JSON spec;
@@ -143,7 +147,7 @@ class Tracker:
         """Log the search's artifacts (see the module docstring), then end the run.
 
         ``report`` is plain data from the driver: ``hall_of_fame`` (a HallOfFame),
-        ``history`` (evaluation records), ``best_curve`` ([(step, best)]), ``status``,
+        ``history`` (evaluation records), ``best_curve`` ([(compute, best)]), ``status``,
         ``counts``, ``trainings``, ``budget``, ``export_settings``.
         """
         run_id = self._id()
@@ -213,7 +217,10 @@ class Tracker:
             cid = child.info.run_id
             params = [Param("rule", row["rule"]), Param("complexity", str(row["complexity"])),
                       Param("best_lr", str(row["best_lr"])), Param("status", row["status"])]
-            metrics = [Metric("fitness", float(row["fitness"]), 0, 0)]
+            metrics = [Metric("fitness", float(row["fitness"]), 0, 0),
+                       Metric("seeds", float(row["seeds"]), 0, 0)]
+            if row["fitness_se"] is not None:
+                metrics.append(Metric("fitness_se", float(row["fitness_se"]), 0, 0))
             for lr, score in sorted(evaluation.lr_scores.items()):
                 if score is not None and math.isfinite(float(score)):
                     metrics.append(Metric(f"score_lr_{float(lr):g}", float(score), 0, 0))
@@ -222,8 +229,9 @@ class Tracker:
 
 
 # the columns of a search's evaluations.json (one row per candidate, in order)
-_HISTORY_COLUMNS = ("index", "step", "elapsed", "rule", "fitness", "status", "best_lr",
-                    "trainings", "seconds", "reason")
+_HISTORY_COLUMNS = ("index", "kind", "step", "compute", "elapsed", "rule", "fitness",
+                    "fitness_se", "seeds", "best", "status", "best_lr", "trainings", "steps",
+                    "seconds", "reason")
 
 
 class ReportTracker(Tracker):
