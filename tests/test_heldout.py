@@ -9,7 +9,7 @@ from evo_nos.fitness import heldout
 from evo_nos.fitness.heldout import (BUILTIN, TORCH_ADAM, TORCH_SGDM, HeldOutTask, Run,
                                      TaskSetup, TensorData, builtin_task, load_heldout_task,
                                      majority_sequences, optimizer_factory, score_optimizer,
-                                     split3, teacher_table, train)
+                                     split3, teacher_table)
 from evo_nos.fitness.data import DeviceData
 from evo_nos.fitness.models import SequenceLSTM, SmallResNet, TabularMLP, seeded
 from evo_nos.fitness.tasks import load_task
@@ -84,8 +84,8 @@ def test_rule_adam_takes_the_steps_of_torch_adam():
     nets = []
     for name in ("adam", TORCH_ADAM):
         net = setup.model(0)
-        steps, reason = train(net, optimizer_factory(name), 1e-2, setup.data,
-                              total_steps=30, batch_size=40, seed=0)
+        steps, reason = fit(net, None, 1e-2, setup.data, total_steps=30, batch_size=40,
+                            seed=0, make_optimizer=optimizer_factory(name))
         assert (steps, reason) == (30, "")
         nets.append(net)
     gap = max(float((a - b).detach().abs().max()) for a, b in zip(nets[0].parameters(),
@@ -99,19 +99,6 @@ def test_rule_adam_takes_the_steps_of_torch_adam():
     assert isinstance(sgdm, torch.optim.SGD) and sgdm.defaults["momentum"] == 0.9
 
 
-def test_the_loop_is_the_fitness_loop_for_a_rule():
-    """On the image task, a rule takes exactly the steps fitness.train.fit takes."""
-    task = load_task("quick", group="transfer").replace(n_train=200, n_val=50, n_test=50)
-    data = task_data(task, CPU)
-    ours, theirs = new_model(task, data, 3), new_model(task, data, 3)
-    assert train(ours, optimizer_factory("powersign"), 0.05, data, total_steps=4,
-                 batch_size=100, seed=3) == (4, "")
-    assert fit(theirs, "powersign", 0.05, data, total_steps=4, batch_size=100, seed=3) == (4, "")
-    assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(),
-                                                 theirs.state_dict().values()))
-
-
-# -- the protocol ---------------------------------------------------------------------------
 def test_the_lr_is_chosen_on_the_mean_validation_score_over_seeds(monkeypatch):
     vals = {(0.01, 0): 0.6, (0.01, 1): 0.2, (0.1, 0): 0.3, (0.1, 1): 0.5,   # means .4, .4
             (1.0, 0): 0.9, (1.0, 1): 0.0}                                   # .45 (one died)

@@ -210,13 +210,13 @@ def test_the_resnet_task_trains_through_the_suite_loop(monkeypatch, tmp_path):
                         'batch_size = 100\nthreads = 1\n')
     (task,) = load_suite(str(settings), ["images"])
     assert (task.name, task.seeds, task.final_epochs) == ("images", (0, 1), 2)
-    trained, train = [], heldout.train
+    trained, fit = [], heldout.fit
 
-    def spy(model, make, lr, data, **kw):
+    def spy(model, rule, lr, data, **kw):
         trained.append((type(model), lr, kw["seed"], kw["total_steps"]))
-        return train(model, make, lr, data, **kw)
+        return fit(model, rule, lr, data, **kw)
 
-    monkeypatch.setattr(heldout, "train", spy)
+    monkeypatch.setattr(heldout, "fit", spy)
     (row,) = run_suite([Candidate("adam", "adam", "reference")], [task], device="cpu",
                        echo=lambda *_: None)
     best = row.best_lr

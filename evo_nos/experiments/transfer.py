@@ -50,7 +50,7 @@ from evo_nos.core.tables import markdown as markdown_table
 from evo_nos.core.tables import records
 from evo_nos.experiments.references import HEADLINE
 from evo_nos.fitness.backend import resolve_device
-from evo_nos.fitness.heldout import (BUILTIN, SIZES, TORCH_ADAM, TORCH_SGDM, HeldOutTask,
+from evo_nos.fitness.heldout import (BUILTIN, SIZES, TORCH_ADAM, TORCH_SGDM,
                                      describe_optimizer, load_heldout_task, optimizer_key,
                                      score_optimizer)
 from evo_nos.fitness.tasks import Task, load_task, presets

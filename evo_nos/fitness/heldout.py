@@ -94,7 +94,7 @@ from evo_nos.core.threads import torch_threads
 from evo_nos.fitness.evaluation import DIVERGED, OK
 from evo_nos.fitness.models import SequenceLSTM, TabularMLP, seeded
 from evo_nos.fitness.tasks import Task, load_task
-from evo_nos.fitness.train import new_model, task_data
+from evo_nos.fitness.train import epoch_steps, fit, new_model, task_data
 from evo_nos.optim.optimizer import RuleOptimizer
 
 VAL, TEST = "val", "test"
@@ -257,51 +257,6 @@ def optimizer_factory(optimizer: str | Rule) -> Callable:
 
 
 # -- the loop and the protocol ----------------------------------------------------------------
-def epoch_steps(epochs: float, steps_per_epoch: int) -> int:
-    """Optimizer steps of ``epochs`` epochs (fractional epochs allowed), at least one."""
-    return max(1, int(round(epochs * steps_per_epoch)))
-
-
-def all_finite(model: torch.nn.Module) -> bool:
-    """Whether every weight and floating-point buffer of ``model`` is finite."""
-    tensors = list(model.parameters()) + [b for b in model.buffers() if b.is_floating_point()]
-    return all(bool(torch.isfinite(t).all()) for t in tensors)
-
-
-def train(model: torch.nn.Module, make_optimizer: Callable, lr: float, data, *,
-          total_steps: int, batch_size: int, seed: int, loss=F.cross_entropy,
-          check_every: int = 1) -> tuple[int, str]:
-    """Train ``model`` in place for ``total_steps`` steps with
-    ``make_optimizer(params, lr, total_steps)``; (steps taken, why it diverged or "").
-
-    :func:`evo_nos.fitness.train.fit`'s loop: batches from ``data.epoch`` in an order
-    drawn from a generator seeded with ``seed`` on the data's device, torch's RNG forked
-    and seeded with ``seed`` (the optimizer's own randomness), a stop as soon as the loss
-    (checked every ``check_every`` steps) or, at the end, the weights are non-finite."""
-    device = data.device
-    opt = make_optimizer(model.parameters(), lr, total_steps)
-    order = torch.Generator(device=device).manual_seed(seed)
-    steps, reason = 0, ""
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        while steps < total_steps and not reason:
-            for x, y in data.epoch(batch_size, order):
-                value = loss(model(x), y)
-                opt.zero_grad(set_to_none=True)
-                value.backward()
-                opt.step()
-                steps += 1
-                if (steps % check_every == 0 or steps == total_steps) and \
-                        not math.isfinite(value.item()):
-                    reason = f"loss became non-finite at step {steps} (lr {lr:g})"
-                    break
-                if steps >= total_steps:
-                    break
-    if not reason and not all_finite(model):
-        reason = f"weights became non-finite within {steps} steps (lr {lr:g})"
-    return steps, reason
-
-
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, setup: TaskSetup, split: str = VAL,
              batch_size: int = 1000) -> float:
@@ -335,11 +290,11 @@ def train_run(task: HeldOutTask, setup: TaskSetup, make_optimizer: Callable, lr:
               seed: int, epochs: float, *, test: bool) -> Run:
     """A fresh network (``setup.model(seed)``) trained ``epochs`` at ``lr``, scored."""
     model = setup.model(seed)
-    steps, reason = train(model, make_optimizer, lr, setup.data,
-                          total_steps=epoch_steps(epochs, setup.data.steps_per_epoch(
-                              task.batch_size)),
-                          batch_size=task.batch_size, seed=seed, loss=setup.loss,
-                          check_every=task.check_every)
+    steps, reason = fit(model, None, lr, setup.data,
+                        total_steps=epoch_steps(epochs, setup.data.steps_per_epoch(
+                            task.batch_size)),
+                        batch_size=task.batch_size, seed=seed, loss=setup.loss,
+                        check_every=task.check_every, make_optimizer=make_optimizer)
     val = 0.0 if reason else evaluate(model, setup, VAL, task.eval_batch_size)
     tested = None
     if test:

@@ -19,6 +19,8 @@ the device), so every learning rate of a candidate starts from the same weights.
 
 :class:`SmallResNet` is the larger network of the transfer check (a task with
 ``model = "resnet"``, see :data:`MODELS`), built and initialised the same way.
+:class:`SequenceLSTM` and :class:`TabularMLP` are the held-out suite's recurrent and MLP
+families (:mod:`evo_nos.fitness.heldout`); :func:`seeded` builds any module from a seed.
 """
 from __future__ import annotations
 

@@ -90,7 +90,8 @@ def run_steps(task: Task, data: DeviceData, epochs: float) -> int:
     return epoch_steps(epochs, data.steps_per_epoch(task.batch_size))
 
 
-def _all_finite(model: torch.nn.Module) -> bool:
+def all_finite(model: torch.nn.Module) -> bool:
+    """True when every weight and floating-point buffer of ``model`` is finite."""
     tensors = list(model.parameters()) + [b for b in model.buffers() if b.is_floating_point()]
     return all(bool(torch.isfinite(t).all()) for t in tensors)
 
@@ -111,38 +112,44 @@ def accuracy(model: torch.nn.Module, data: DeviceData, batch_size: int,
     return int(correct) / n
 
 
-def fit(model: torch.nn.Module, rule: Rule | str, lr: float, data: DeviceData, *,
+def fit(model: torch.nn.Module, rule: Rule | str | None, lr: float, data, *,
         total_steps: int, batch_size: int, seed: int, check_every: int = 1,
-        settings=None) -> tuple[int, str]:
+        settings=None, make_optimizer=None, loss=F.cross_entropy) -> tuple[int, str]:
     """Train ``model`` in place with ``rule`` at ``lr`` for ``total_steps`` steps.
 
-    The one training loop (child or ResNet; scoring and the transfer check): mean
-    cross-entropy, batches from ``data`` in a seeded order, the rule's own randomness
-    (ε, drop) drawn from torch's RNG forked and seeded with ``seed``.  Stops at once when
-    the loss (checked every ``check_every`` steps) or the weights turn non-finite.
-    Returns (steps taken, reason it diverged or "").
+    The one training loop (scoring, and every held-out task of the transfer check):
+    ``loss`` (mean cross-entropy by default), batches from ``data.epoch`` in a seeded
+    order, the optimizer's own randomness (ε, drop) drawn from torch's RNG forked and
+    seeded with ``seed``.  The optimizer is a :class:`RuleOptimizer` of ``rule``, or
+    ``make_optimizer(params, lr, total_steps)`` when given (e.g. torch's Adam as a
+    baseline; ``rule`` is then unused).  Stops at once when the loss (checked every
+    ``check_every`` steps) or the weights turn non-finite.  Returns (steps taken,
+    reason it diverged or "").
     """
     device = data.device
-    opt = RuleOptimizer(model.parameters(), rule, lr=lr, total_steps=total_steps,
-                        settings=settings)
+    if make_optimizer is not None:
+        opt = make_optimizer(model.parameters(), lr, total_steps)
+    else:
+        opt = RuleOptimizer(model.parameters(), rule, lr=lr, total_steps=total_steps,
+                            settings=settings)
     order = torch.Generator(device=device).manual_seed(seed)
     steps, reason = 0, ""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         while steps < total_steps and not reason:
             for x, y in data.epoch(batch_size, order):
-                loss = F.cross_entropy(model(x), y)
+                value = loss(model(x), y)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                value.backward()
                 opt.step()
                 steps += 1
                 if (steps % check_every == 0 or steps == total_steps) and \
-                        not math.isfinite(loss.item()):
+                        not math.isfinite(value.item()):
                     reason = f"loss became non-finite at step {steps} (lr {lr:g})"
                     break
                 if steps >= total_steps:
                     break
-    if not reason and not _all_finite(model):
+    if not reason and not all_finite(model):
         reason = f"weights became non-finite within {steps} steps (lr {lr:g})"
     return steps, reason
 
