@@ -162,19 +162,23 @@ def load_curve(run, tracking_uri: str | None = None) -> SearchCurve:
     if rows:
         rows.sort(key=lambda r: (r.get("index") is None, r.get("index") or 0))
         best = -math.inf
+        # the final stage (kind "final") re-scores after the budget: not on the curve
+        rows = [r for r in rows if r.get("kind") != "final"]
         for row in rows:
             fitness = row.get("fitness")
-            if row.get("status") in SCORED and fitness is not None and \
+            if "best" in row:        # the hall of fame's best mean after this record
+                best = float(row["best"]) if row["best"] is not None else -math.inf
+            elif row.get("status") in SCORED and fitness is not None and \
                     math.isfinite(float(fitness)) and float(fitness) > best:
-                best = float(fitness)
+                best = float(fitness)    # runs logged before the funnel: running maximum
             # the compute spent in child trainings (searches that count optimizer steps
             # log it as "compute"; before, "step" was the child trainings)
             x = row.get("compute") if row.get("compute") is not None else row.get("step")
             curve.steps.append(float(x or 0.0))
             curve.elapsed.append(float(row.get("elapsed") or 0.0))
             curve.best.append(best if math.isfinite(best) else math.nan)
-        statuses = [r.get("status") for r in rows]
-        curve.evaluations = len(rows)
+        statuses = [r.get("status") for r in rows if r.get("kind", "candidate") == "candidate"]
+        curve.evaluations = len(statuses)
         curve.cached = statuses.count("cached")
         curve.invalid = statuses.count("invalid")
         curve.trainings = max(curve.steps)

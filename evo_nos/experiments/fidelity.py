@@ -14,8 +14,8 @@ backend seeds, and :func:`summarize` reports, per preset:
 * ``snr``       -- signal to noise: the SD of the panel's mean fitnesses over the mean
   standard error of those means (large: the preset tells the rules apart);
 * ``spearman``, ``kendall`` -- rank correlation of the panel's mean fitnesses with the
-  reference preset's (by default the most expensive one), each with a 95% bootstrap CI
-  over rules (:func:`scipy.stats.bootstrap`, paired, percentile, fixed seed).
+  reference preset's (by default the most expensive one), each with a 95% percentile
+  bootstrap CI over rules (pairs resampled with a fixed seed).
 
 Measuring is long (the ``cpu`` preset takes ~25 s per candidate on one core), so every
 score is written to ``<out>/scores.json`` as it arrives (atomically); running the same
@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +50,7 @@ PANEL_SEED = 0
 BOOTSTRAP_RESAMPLES = 2000
 SUMMARY_COLUMNS = ("preset", "rules", "seeds", "seconds", "images", "cost_ratio", "seed_sd",
                    "snr", "spearman", "spearman_low", "spearman_high", "kendall",
-                   "kendall_low", "kendall_high")
+                   "kendall_low", "kendall_high", "spearman_top", "top_rules")
 
 
 # -- the panel --------------------------------------------------------------------------------
@@ -110,7 +111,7 @@ def measure(presets, seeds, out: str | Path, *, rules: list[str] | None = None,
     ``data`` overrides the data of the presets that read real images (a synthetic
     preset stays synthetic).  Scores are written to ``out/scores.json`` after every
     batch of ``n_jobs`` trainings."""
-    rules = list(rules or panel())
+    rules = [resolve(r).canonical for r in (rules or panel())]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     scores = load_scores(out)
@@ -148,18 +149,24 @@ def measure(presets, seeds, out: str | Path, *, rules: list[str] | None = None,
 # -- the statistics -----------------------------------------------------------------------------
 def _correlation_ci(x: np.ndarray, y: np.ndarray, kind: str, seed: int) -> tuple:
     """(value, low, high) of Spearman's rho or Kendall's tau between x and y, with a
-    95% paired percentile bootstrap over the pairs."""
+    95% paired percentile bootstrap over the pairs.  Resamples whose values are all
+    equal have no correlation and are left out (scipy.stats.bootstrap would turn the
+    whole interval into nan), so the interval is the percentiles of the rest."""
     def statistic(a, b):
         value = (stats.spearmanr(a, b) if kind == "spearman" else stats.kendalltau(a, b))
-        return value.statistic
+        return float(value.statistic)
 
-    value = float(statistic(x, y))
-    if len(x) < 3 or not math.isfinite(value):
+    with warnings.catch_warnings():      # a resample of equal values has no correlation
+        warnings.simplefilter("ignore")
+        value = statistic(x, y)
+        if len(x) < 3 or not math.isfinite(value):
+            return value, math.nan, math.nan
+        picks = np.random.default_rng(seed).integers(0, len(x), (BOOTSTRAP_RESAMPLES, len(x)))
+        values = np.array([statistic(x[i], y[i]) for i in picks])
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
         return value, math.nan, math.nan
-    result = stats.bootstrap((x, y), statistic, paired=True, vectorized=False,
-                             n_resamples=BOOTSTRAP_RESAMPLES, confidence_level=0.95,
-                             method="percentile", random_state=seed)
-    low, high = result.confidence_interval
+    low, high = np.percentile(values, [2.5, 97.5])
     return value, float(low), float(high)
 
 
@@ -183,7 +190,8 @@ class Fidelity:
     def formats() -> dict:
         formats = {"seconds": ".2f", "images": ".0f", "cost_ratio": ".2f", "seed_sd": ".4f",
                    "snr": ".2f"}
-        formats.update({c: ".3f" for c in SUMMARY_COLUMNS if c.startswith(("spear", "kend"))})
+        formats.update({c: ".3f" for c in SUMMARY_COLUMNS if c.startswith(("spear", "kend"))
+                        and c != "top_rules"})
         return formats
 
     def markdown(self) -> str:
@@ -214,6 +222,7 @@ def summarize(scores: pd.DataFrame, *, reference: str | None = None,
         raise ValueError(f"reference preset {reference!r} was not measured; measured: "
                          f"{sorted(seconds.index)}")
     table = means.pivot(index="rule", columns="preset", values="mean").sort_index()
+    top = table[table[reference] > table[reference].median()]
     rows = []
     for preset, group in means.groupby("preset"):
         sd = math.sqrt(float(np.nanmean(group["sd"] ** 2))) if (group["seeds"] > 1).any() \
@@ -231,7 +240,11 @@ def summarize(scores: pd.DataFrame, *, reference: str | None = None,
                      "cost_ratio": float(seconds[reference] / seconds[preset]),
                      "seed_sd": sd, "snr": spread / se if se and se > 0 else math.nan,
                      "spearman": rho[0], "spearman_low": rho[1], "spearman_high": rho[2],
-                     "kendall": tau[0], "kendall_low": tau[1], "kendall_high": tau[2]})
+                     "kendall": tau[0], "kendall_low": tau[1], "kendall_high": tau[2],
+                     "spearman_top": _correlation_ci(top[reference].to_numpy(),
+                                                     top[preset].to_numpy(), "spearman",
+                                                     seed)[0],
+                     "top_rules": len(top)})
     summary = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
     summary = summary.sort_values("seconds", ascending=False).reset_index(drop=True)
     return Fidelity(summary=summary, means=means.reset_index(drop=True), reference=reference)
