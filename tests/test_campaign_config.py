@@ -86,4 +86,4 @@ def test_the_smoke_file_runs_from_the_command_line(tmp_path, capsys):
         ["evo-seed0", "random-seed0", "rl-seed0"]           # strategies and seeds: the file's
     for name in ("evo", "rl", "random"):
         assert f"{name} seed 0" in printed.out
-    assert printed.out.count(": finished, 2/2 trainings") == 3, printed.out
+    assert printed.out.count(": finished, 2.0/2 trainings of compute") == 3, printed.out

@@ -24,8 +24,8 @@ from evo_nos.tracking import Tracker, list_artifacts, load_artifact_text, load_h
 from mlflow_store import fresh_store
 
 POWERSIGN = "mul(exp(mul(sign_g, sign_m)), g)"
-HOF_COLUMNS = ["rank", "rule", "name", "math", "latex", "fitness", "best_lr", "complexity",
-               "status"]
+HOF_COLUMNS = ["rank", "rule", "name", "math", "latex", "fitness", "fitness_se", "seeds",
+               "best_lr", "complexity", "status"]
 
 
 def ev(rule, fitness, best_lr=0.1, status="ok"):
@@ -91,12 +91,14 @@ def test_hall_of_fame_frame_has_the_table_columns_and_values_best_first():
     powersign, mul, adam = (Rule.parse(r) for r in (POWERSIGN, "mul(g, m)", "adam"))
     assert records(frame) == [
         {"rank": 1, "rule": POWERSIGN, "name": "powersign", "math": powersign.math,
-         "latex": powersign.latex, "fitness": 0.9, "best_lr": 0.1, "complexity": 6,
-         "status": "ok"},
+         "latex": powersign.latex, "fitness": 0.9, "fitness_se": None, "seeds": 1,
+         "best_lr": 0.1, "complexity": 6, "status": "ok"},
         {"rank": 2, "rule": "mul(g, m)", "name": "", "math": mul.math, "latex": mul.latex,
-         "fitness": 0.7, "best_lr": None, "complexity": 3, "status": "ok"},
+         "fitness": 0.7, "fitness_se": None, "seeds": 1, "best_lr": None, "complexity": 3,
+         "status": "ok"},
         {"rank": 3, "rule": "adam", "name": "adam", "math": adam.math, "latex": adam.latex,
-         "fitness": 0.6, "best_lr": 0.01, "complexity": 1, "status": "cached"}]
+         "fitness": 0.6, "fitness_se": None, "seeds": 1, "best_lr": 0.01, "complexity": 1,
+         "status": "cached"}]
     pd.testing.assert_frame_equal(hof.to_frame(), frame)
     assert hof.rows() == records(frame)
 
@@ -115,26 +117,44 @@ def test_an_empty_hall_of_fame_has_empty_frames_with_the_columns():
     assert list(hof.frame.columns) == HOF_COLUMNS and hof.frame.empty
     assert list(hof.pareto_frame().columns) == HOF_COLUMNS[1:]
     assert hof.rows() == [] and hof.pareto_rows() == []
-    assert hof.table_text() == "  #   fitness       lr   cx  rule"
+    assert hof.table_text() == "  #   fitness     ± SE  seeds       lr   cx  rule"
 
 
 def test_hall_of_fame_markdown_and_terminal_table_render_the_frames():
     hof = small_hall_of_fame()
     frame, front = hof.frame, hof.pareto_frame()
-    shown = {"formats": {"fitness": ".4f"}, "code": ("rule",)}
+    shown = {"formats": {"fitness": ".4f", "fitness_se": ".4f"}, "code": ("rule",),
+             "headers": {"fitness": "fitness (mean)", "fitness_se": "± SE"}}
     assert hof.markdown() == (
         "## Hall of fame (top 3)\n\n"
-        + markdown(frame[["rank", "fitness", "rule", "math", "best_lr", "complexity", "name"]],
-                   **shown)
+        + markdown(frame[["rank", "fitness", "fitness_se", "seeds", "rule", "math", "best_lr",
+                          "complexity", "name"]], **shown)
         + "\n## Pareto front (best rule per complexity)\n\n"
-        + markdown(front[["complexity", "fitness", "rule", "math", "best_lr"]], **shown))
-    assert hof.markdown().splitlines()[4] == (
-        f"| 1 | 0.9000 | `{POWERSIGN}` | {Rule.parse(POWERSIGN).math} | 0.1 | 6 | powersign |")
+        + markdown(front[["complexity", "fitness", "fitness_se", "seeds", "rule", "math",
+                          "best_lr"]], **shown))
+    lines = hof.markdown().splitlines()
+    assert lines[2] == ("| rank | fitness (mean) | ± SE | seeds | rule | math | best_lr "
+                        "| complexity | name |")
+    assert lines[4] == (f"| 1 | 0.9000 |  | 1 | `{POWERSIGN}` | {Rule.parse(POWERSIGN).math} "
+                        "| 0.1 | 6 | powersign |")
     assert hof.table_text(width=20).splitlines() == [
-        "  #   fitness       lr   cx  rule",
-        "  1    0.9000      0.1    6  mul(exp(mul(sign_g,…  (powersign)",
-        "  2    0.7000             3  mul(g, m)",
-        "  3    0.6000     0.01    1  adam  (adam)"]
+        "  #   fitness     ± SE  seeds       lr   cx  rule",
+        "  1    0.9000               1      0.1    6  mul(exp(mul(sign_g,…  (powersign)",
+        "  2    0.7000               1             3  mul(g, m)",
+        "  3    0.6000               1     0.01    1  adam  (adam)"]
+
+
+def test_hall_of_fame_shows_the_standard_error_of_a_rule_scored_on_several_seeds():
+    hof = HallOfFame(size=2)
+    hof.update(ev("g", 0.5))
+    hof.update(Evaluation(rule="g", fitness=0.55, status="ok", best_lr=0.1,
+                          lr_scores={0.1: 0.55}, seeds=3, fitness_se=0.0123))
+    assert [(r["fitness"], r["fitness_se"], r["seeds"]) for r in hof.rows()] == [
+        (0.55, 0.0123, 3)]
+    assert hof.markdown().splitlines()[4] == (
+        "| 1 | 0.5500 | 0.0123 | 3 | `g` | g | 0.1 | 1 | sgd |")
+    assert hof.table_text().splitlines()[1] == (
+        "  1    0.5500   0.0123      3      0.1    1  g  (sgd)")
 
 
 def test_a_search_logs_its_hall_of_fame_as_json_and_csv_from_the_frame(tmp_path):
@@ -148,8 +168,12 @@ def test_a_search_logs_its_hall_of_fame_as_json_and_csv_from_the_frame(tmp_path)
     assert {"hall_of_fame.json", "hall_of_fame.csv", "pareto_front.json",
             "evaluations.json"} <= set(list_artifacts(result.run_id, uri))
     csv = pd.read_csv(io.StringIO(load_artifact_text(result.run_id, "hall_of_fame.csv", uri)),
-                      keep_default_na=False, na_values={"best_lr": [""]})
-    pd.testing.assert_frame_equal(csv, frame, check_dtype=False)
+                      keep_default_na=False,
+                      na_values={"best_lr": [""], "fitness_se": [""]})
+    # one backend seed per rule: no standard error (None in the frame, an empty CSV cell,
+    # read back as NaN: compared as the float column it is)
+    assert frame["fitness_se"].isna().all() and (frame["seeds"] == 1).all()
+    pd.testing.assert_frame_equal(csv, frame.astype({"fitness_se": float}), check_dtype=False)
     rows = load_hall_of_fame(result.run_id, uri)
     assert [list(r) for r in rows] == [HOF_COLUMNS] * len(rows)
     assert [r["rule"] for r in rows] == list(frame["rule"])
@@ -158,8 +182,9 @@ def test_a_search_logs_its_hall_of_fame_as_json_and_csv_from_the_frame(tmp_path)
     assert [r["rule"] for r in front] == list(result.hall_of_fame.pareto_frame()["rule"])
     history = load_table(result.run_id, "evaluations.json", uri)
     assert len(history) == len(result.history)
-    assert list(history[0]) == ["index", "step", "elapsed", "rule", "fitness", "status",
-                                "best_lr", "trainings", "seconds", "reason"]
+    assert list(history[0]) == ["index", "kind", "step", "compute", "elapsed", "rule",
+                                "fitness", "fitness_se", "seeds", "best", "status", "best_lr",
+                                "trainings", "steps", "seconds", "reason"]
 
 
 # -- references -------------------------------------------------------------------------------
@@ -202,22 +227,41 @@ def hand_report():
 
 def test_report_tables_are_frames_with_one_value_per_cell():
     frames = hand_report().tables()
-    assert list(frames) == ["strategies", "references", "top_rules", "runs"]
+    assert list(frames) == ["strategies", "improvement", "reach", "references", "top_rules",
+                            "runs"]
     strategies = records(frames["strategies"])
     assert list(strategies[0]) == [
-        "strategy", "runs", "best_mean", "best_std", "trainings_to_beat_adam",
-        "seeds_beating_adam", "trainings_to_beat_powersign", "seeds_beating_powersign",
+        "strategy", "runs", "best_mean", "ci_low", "ci_high", "ci_method", "best_std",
         "cache_hit_rate", "invalid_rate", "candidates_per_min", "trainings_mean", "top_rule"]
     evo, random = strategies
     assert evo["strategy"] == "evo" and evo["runs"] == 2
     assert evo["best_mean"] == pytest.approx(0.7) and evo["best_std"] == pytest.approx(
         math.sqrt(0.02))
-    assert (evo["trainings_to_beat_adam"], evo["seeds_beating_adam"]) == (2.5, 2)
-    assert (evo["trainings_to_beat_powersign"], evo["seeds_beating_powersign"]) == (None, None)
+    # two seeds (0.8, 0.6): percentile bootstrap, its ends the means of (0.6, 0.6), (0.8, 0.8)
+    assert (evo["ci_low"], evo["ci_high"], evo["ci_method"]) == (
+        pytest.approx(0.6), pytest.approx(0.8), "percentile")
     assert evo["cache_hit_rate"] == 0.25 and evo["candidates_per_min"] == pytest.approx(8.0)
+    assert evo["invalid_rate"] == 0.0 and evo["trainings_mean"] == 3.0
     assert evo["top_rule"] == POWERSIGN
-    assert random["best_mean"] is None and random["seeds_beating_adam"] == 0
-    assert random["trainings_to_beat_adam"] is None and random["top_rule"] is None
+    assert random["best_mean"] is None and random["best_std"] is None
+    assert (random["ci_low"], random["ci_high"], random["ci_method"]) == (None, None, "none")
+    assert random["top_rule"] is None
+    # one strategy without scores: no probability of improvement either way
+    assert records(frames["improvement"]) == [
+        {"strategy": "evo", "versus": "random", "probability": None, "ci_low": None,
+         "ci_high": None, "ci_method": "none", "n": 2, "m": 0},
+        {"strategy": "random", "versus": "evo", "probability": None, "ci_low": None,
+         "ci_high": None, "ci_method": "none", "n": 0, "m": 2}]
+    # adam scored 0.4 (seed 0), 0.5 (seed 1): evo seed 0 reached it after 2 trainings
+    # (best 0.5), seed 1 after 3 (best 0.6); random never; no powersign reference, no row
+    assert records(frames["reach"]) == [
+        {"strategy": "evo", "reference": "adam", "trainings_mean": 2.5,
+         "ci_low": pytest.approx(2.0), "ci_high": pytest.approx(3.0),
+         "ci_method": "percentile", "reached": 2, "runs": 2,
+         "note": "reached 2/2; percentile CI (BCa needs 3)"},
+        {"strategy": "random", "reference": "adam", "trainings_mean": None, "ci_low": None,
+         "ci_high": None, "ci_method": "none", "reached": 0, "runs": 1,
+         "note": "reached 0/1: none got there within the budget"}]
     assert records(frames["references"]) == [
         {"reference": "adam", "fitness_mean": 0.45, "fitness_std": pytest.approx(0.0707107),
          "seeds": 2, "rule": "adam"},
@@ -238,7 +282,9 @@ def test_report_markdown_renders_the_frames():
     text = report_markdown(report)
     for name, frame in report.tables().items():
         assert markdown(frame, **SHOWN[name]) in text, name
-    assert "| evo | 2 | 0.7000 | 0.1414 | 2.5 | 2 |  |  | 25.0% | 0.0% | 8.0 | 3 | " in text
+    assert ("| evo | 2 | 0.7000 | 0.6000 | 0.8000 | percentile | 0.1414 | 25.0% | 0.0% | 8.0 "
+            f"| 3 | `{POWERSIGN}` |") in text
+    assert "| evo | adam | 2.5 | 2.0 | 3.0 | percentile | 2 | 2 | reached 2/2;" in text
     assert "| reference | fitness (mean) | ± std | seeds | rule |" in text
 
 
@@ -251,6 +297,8 @@ def test_compare_writes_every_table_as_markdown_csv_and_json(tmp_path):
     out = tmp_path / "report"
     report = compare("t", uri, out=out)
     frames = report.tables()
+    # one strategy, no reference scores: the improvement and reach tables are empty
+    assert frames["improvement"].empty and frames["reach"].empty
     for name, frame in frames.items():
         assert (out / f"{name}.md").read_text() == markdown(frame, **SHOWN[name])
         assert json.loads((out / f"{name}.json").read_text()) == records(frame)

@@ -162,7 +162,7 @@ class SearchOutcome:
     seed: int
     run_id: str | None
     status: str
-    trainings: int
+    trainings: float        # compute spent against the budget, in child trainings
     checkpoint: Path
     how: str                      # new | resumed | done before
     best_rule: str | None = None
@@ -209,7 +209,8 @@ def _one_search(plan: CampaignPlan, strategy_name: str, seed: int) -> SearchOutc
         if state["status"] in DONE:
             best = state["hall_of_fame"]
             outcome = SearchOutcome(strategy_name, seed, state["run_id"], state["status"],
-                                    state["trainings"], directory, "done before")
+                                    state.get("compute", state["trainings"]), directory,
+                                    "done before")
             hof = HallOfFame(best["size"])
             hof.load_state_dict(best)
             if hof.best is not None:
@@ -237,7 +238,7 @@ def _one_search(plan: CampaignPlan, strategy_name: str, seed: int) -> SearchOutc
         how = "new"
     result = search.run()
     best = result.best
-    return SearchOutcome(strategy_name, seed, result.run_id, result.status, result.trainings,
+    return SearchOutcome(strategy_name, seed, result.run_id, result.status, result.compute,
                          directory, how, best.rule if best else None,
                          best.fitness if best else None)
 
@@ -257,8 +258,8 @@ def run_campaign(plan: CampaignPlan, *, echo=print) -> CampaignResult:
                 outcomes.append(outcome)
                 best = "" if outcome.best_rule is None else \
                     f", best {outcome.best_fitness:.4f} {outcome.best_rule}"
-                echo(f"    {outcome.how}: {outcome.status}, {outcome.trainings}/{plan.budget} "
-                     f"trainings{best}")
+                echo(f"    {outcome.how}: {outcome.status}, {outcome.trainings:.1f}/"
+                     f"{plan.budget} trainings of compute{best}")
                 if outcome.status == "interrupted":
                     return CampaignResult("interrupted", outcomes)
         result = CampaignResult("finished", outcomes)

@@ -369,7 +369,7 @@ class Search:
             "hall_of_fame": self.hall_of_fame.state_dict(), "rng": rng_states(),
             "budget": self.budget, "time_limit": self.time_limit,
             "batch_size": self.batch_size, "free_limit": self.free_limit,
-            "trainings": self.trainings, "spent": self.spent,
+            "trainings": self.trainings, "spent": self.spent, "compute": self.compute,
             "final_trainings": self.final_trainings, "counts": dict(self.counts),
             "funnel": {"funnel_top": self.funnel_top, "funnel_seeds": self.funnel_seeds,
                        "final_top": self.final_top, "final_seeds": self.final_seeds},
