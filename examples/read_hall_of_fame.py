@@ -33,18 +33,22 @@ def main(argv: list[str]) -> None:
         sys.exit("no searches yet: run python -m evo_nos.run (or examples/search_api.py)")
     run_id = argv[0] if argv else runs[-1].run_id
 
-    # 2. its hall of fame: rank, rule, math form, fitness, best lr, complexity
+    # 2. its hall of fame: rank, rule, math form, fitness (mean over seeds ± SE), best lr
     rows = load_hall_of_fame(run_id)
     print(f"\nhall of fame of {run_id}:")
     for row in rows:
-        print(f"  #{row['rank']:<2} {row['fitness']:.4f}  lr {row.get('best_lr')!s:<6} "
-              f"{row['rule']}   = {row.get('math', '')}")
+        se = f" ± {row['fitness_se']:.4f}" if row.get("fitness_se") is not None else ""
+        print(f"  #{row['rank']:<2} {row['fitness']:.4f}{se} ({row.get('seeds', 1)} seeds)  "
+              f"lr {row.get('best_lr')!s:<6} {row['rule']}   = {row.get('math', '')}")
 
-    # 3. the best-fitness curve, stepped by child trainings (the budget's unit)
+    # 3. the best-fitness curve against compute: metrics are stepped by optimizer steps
+    # of child training; the param steps_per_training turns them into child trainings
     # (free candidates -- cache hits, invalid rules -- log again at the same step)
-    curve = {step: value for step, value, _ in metric_history(run_id, "best_fitness")}
+    run = next(r for r in runs if r.run_id == run_id)
+    unit = float(run.params.get("steps_per_training", 1))
+    curve = {step / unit: value for step, value, _ in metric_history(run_id, "best_fitness")}
     print("\nbest fitness after child trainings: "
-          + ", ".join(f"{step}: {value:.3f}" for step, value in list(curve.items())[-8:]))
+          + ", ".join(f"{x:g}: {value:.3f}" for x, value in list(curve.items())[-8:]))
 
     # 4. the best rule, as an optimizer again (no export needed inside evo_nos)
     best = Rule.parse(rows[0]["rule"])
