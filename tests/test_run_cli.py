@@ -14,6 +14,7 @@ from evo_nos.cli.options import EXIT_INTERRUPTED
 from evo_nos.fitness.tasks import default_preset
 from evo_nos.search.defaults import DEFAULT_BUDGETS
 from evo_nos.search import load_checkpoint
+from evo_nos.tracking import load_hall_of_fame
 
 from mlflow_store import fresh_store
 
@@ -157,3 +158,31 @@ def test_ctrl_c_saves_and_resume_finishes_the_same_search(tmp_path, store, capsy
     reference = load_checkpoint(next((tmp_path / "reference").iterdir()))
     assert [r["rule"] for r in reference["history"]] == [r["rule"] for r in finished["history"]]
     assert reference["hall_of_fame"]["top"].keys() == finished["hall_of_fame"]["top"].keys()
+
+
+def test_smoke_search_rescores_its_top_rules_and_logs_seeds_and_se(tmp_path, store):
+    assert cli.main(["--preset", "smoke", "--quiet", "--out", str(tmp_path / "runs"),
+                     "--budget", "6", "--funnel-top", "2", "--funnel-seeds", "2",
+                     "--final-top", "1", "--final-seeds", "3", "--hurdle", "0.5",
+                     "--strategy", "random"]) == 0
+    (folder,) = (tmp_path / "runs").iterdir()
+    state = load_checkpoint(folder)
+    assert state["config"]["funnel"] == {"funnel_top": 2, "funnel_seeds": 2, "final_top": 1,
+                                         "final_seeds": 3}
+    assert state["config"]["hurdle"] == 0.5
+    kinds = [r["kind"] for r in state["history"]]
+    assert "rescore" in kinds and kinds.count("final") == 1
+    (run,) = parent_runs(store)
+    assert run.data.params["funnel_seeds"] == "2" and run.data.params["hurdle"] == "0.5"
+    rows = load_hall_of_fame(run.info.run_id, store)
+    assert rows[0]["seeds"] == 3 and rows[0]["fitness_se"] is not None
+    assert all(r["seeds"] >= 1 for r in rows)
+
+
+def test_a_bad_funnel_or_hurdle_is_refused_by_name(tmp_path, store, capsys):
+    with pytest.raises(SystemExit, match="hurdle must be a quantile"):
+        cli.main(["--preset", "smoke", "--quiet", "--out", str(tmp_path / "r"),
+                  "--hurdle", "2"])
+    with pytest.raises(SystemExit, match="funnel_seeds must be >= 0"):
+        cli.main(["--preset", "smoke", "--quiet", "--out", str(tmp_path / "r"),
+                  "--funnel-seeds", "-1"])

@@ -40,4 +40,8 @@ def funnel_settings(given: dict | None = None) -> dict:
     unknown = sorted(set(given) - set(FUNNEL))
     if unknown:
         raise ValueError(f"unknown funnel setting(s) {unknown}; known: {sorted(FUNNEL)}")
-    return {**FUNNEL, **{k: int(v) for k, v in given.items()}}
+    out = {**FUNNEL, **{k: int(v) for k, v in given.items()}}
+    for key, value in out.items():
+        if value < 0:
+            raise ValueError(f"{key} must be >= 0, got {value} (--{key.replace('_', '-')})")
+    return out
