@@ -15,6 +15,7 @@ from evo_nos.fitness.models import SequenceLSTM, SmallResNet, TabularMLP, seeded
 from evo_nos.fitness.tasks import load_task
 from evo_nos.fitness.train import fit, new_model, task_data
 from evo_nos.optim.optimizer import RuleOptimizer
+from user_task_source import BUILD
 
 CPU = torch.device("cpu")
 
@@ -159,18 +160,7 @@ def test_the_builtin_tasks_are_three_model_families_with_a_test_split():
 
 
 # -- tasks of your own -------------------------------------------------------------------------
-USER_TASKS = textwrap.dedent('''
-    import torch
-    from evo_nos.fitness.heldout import HeldOutTask, TaskSetup, TensorData, split3, seeded
-    from evo_nos.fitness.models import TabularMLP
-
-    def build(seed, device):
-        g = torch.Generator().manual_seed(seed)
-        x = torch.randn(300, 4, generator=g)
-        y = (x[:, 0] * x[:, 1] > 0).long()
-        return TaskSetup(TensorData(*split3(x, y, 200, 50), device),
-                         model=lambda s: seeded(s, lambda: TabularMLP(4, 2, 8, 1), device))
-
+USER_TASKS = BUILD + textwrap.dedent('''
     def make_task(size="cpu"):
         return HeldOutTask(f"xor-{size}", "mlp", build, lrs=(0.01, 0.1), batch_size=50)
 

@@ -26,22 +26,12 @@ from evo_nos.strategies import make_strategy
 from evo_nos.tracking import Tracker, find_runs, load_table, metric_history
 
 from mlflow_store import fresh_store
+from user_task_source import BUILD
 
 QUICK = load_transfer_task("quick")
 
 # a task of the user's own, as a file: python -m evo_nos.transfer --task FILE.py:make_task
-USER_TASK = textwrap.dedent('''
-    import torch
-    from evo_nos.fitness.heldout import HeldOutTask, TaskSetup, TensorData, split3, seeded
-    from evo_nos.fitness.models import TabularMLP
-
-    def build(seed, device):
-        g = torch.Generator().manual_seed(seed)
-        x = torch.randn(300, 4, generator=g)
-        y = (x[:, 0] * x[:, 1] > 0).long()
-        return TaskSetup(TensorData(*split3(x, y, 200, 50), device),
-                         model=lambda s: seeded(s, lambda: TabularMLP(4, 2, 8, 1), device))
-
+USER_TASK = BUILD + textwrap.dedent('''
     def make_task(size):
         return HeldOutTask("xor", "mlp", build, lrs=(0.01, 0.1), batch_size=50,
                            description=f"xor at size {size}")
