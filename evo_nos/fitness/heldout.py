@@ -484,6 +484,18 @@ def image_task(task: Task, *, seeds: tuple | None = None, size: str = "cpu") -> 
                                            if k in IMAGE_KEYS}})
 
 
+def _generated_task(name: str, family: str, build, c: dict, size: str,
+                    description: str) -> HeldOutTask:
+    """A built-in task on generated data: its protocol from the size's settings ``c``
+    (the rest of ``c`` describes the data and the network)."""
+    return HeldOutTask(
+        name, family, build, lrs=c["lrs"], sweep_epochs=c["epochs"],
+        batch_size=c["batch_size"], seeds=SEEDS[size], data_seed=DATA_SEED,
+        threads=c["threads"], description=description,
+        settings={k: v for k, v in c.items()
+                  if k not in ("lrs", "epochs", "batch_size", "threads")})
+
+
 def sequence_task(size: str = "cpu") -> HeldOutTask:
     """The recurrent task: an LSTM counts votes (:func:`majority_sequences`)."""
     c = _size(size, SEQUENCE)
@@ -496,15 +508,11 @@ def sequence_task(size: str = "cpu") -> HeldOutTask:
         return TaskSetup(data, model=lambda s: seeded(s, lambda: SequenceLSTM(
             c["vocab"], c["n_classes"], c["embed"], c["hidden"]), device))
 
-    return HeldOutTask(
-        "sequence", "recurrent", build, lrs=c["lrs"], sweep_epochs=c["epochs"],
-        batch_size=c["batch_size"], seeds=SEEDS[size], data_seed=DATA_SEED,
-        threads=c["threads"],
-        description=(f"LSTM (hidden {c['hidden']}) reads {c['length']} tokens and names the "
+    return _generated_task(
+        "sequence", "recurrent", build, c, size,
+        (f"LSTM (hidden {c['hidden']}) reads {c['length']} tokens and names the "
                      f"majority of {c['n_classes']} vote tokens (vocab {c['vocab']}); "
-                     f"{c['n_train']} train, {c['n_val']} validation, {c['n_test']} test"),
-        settings={k: v for k, v in c.items()
-                  if k not in ("lrs", "epochs", "batch_size", "threads")})
+                     f"{c['n_train']} train, {c['n_val']} validation, {c['n_test']} test"))
 
 
 def tabular_task(size: str = "cpu") -> HeldOutTask:
@@ -520,16 +528,12 @@ def tabular_task(size: str = "cpu") -> HeldOutTask:
         return TaskSetup(data, model=lambda s: seeded(s, lambda: TabularMLP(
             c["n_features"], c["n_classes"], c["hidden"], c["depth"]), device))
 
-    return HeldOutTask(
-        "tabular", "mlp", build, lrs=c["lrs"], sweep_epochs=c["epochs"],
-        batch_size=c["batch_size"], seeds=SEEDS[size], data_seed=DATA_SEED,
-        threads=c["threads"],
-        description=(f"MLP ({c['depth']}x{c['hidden']}) on {c['n_features']} raw features "
+    return _generated_task(
+        "tabular", "mlp", build, c, size,
+        (f"MLP ({c['depth']}x{c['hidden']}) on {c['n_features']} raw features "
                      f"({c['n_informative']} read by a random teacher, {c['n_classes']} "
                      f"classes, 5% label noise); {c['n_train']} train, {c['n_val']} "
-                     f"validation, {c['n_test']} test"),
-        settings={k: v for k, v in c.items()
-                  if k not in ("lrs", "epochs", "batch_size", "threads")})
+                     f"validation, {c['n_test']} test"))
 
 
 def builtin_task(name: str, size: str = "cpu", *, images: Task | None = None) -> HeldOutTask:

@@ -10,7 +10,7 @@ import pandas as pd
 from evo_nos.core import tables
 from evo_nos.core.known import name_of
 from evo_nos.core.rules import Rule
-from evo_nos.fitness.evaluation import CACHED, OK, Evaluation
+from evo_nos.fitness.evaluation import Evaluation
 
 # the columns of HallOfFame.to_frame() (and of a search's hall_of_fame.json)
 COLUMNS = ("rank", "rule", "name", "math", "latex", "fitness", "fitness_se", "seeds",
@@ -52,7 +52,7 @@ class HallOfFame:
 
     def update(self, evaluation: Evaluation) -> bool:
         """Consider one evaluation; True when the hall of fame changed."""
-        if evaluation.status not in (OK, CACHED) or not math.isfinite(evaluation.fitness):
+        if not evaluation.scored or not math.isfinite(evaluation.fitness):
             return False
         rule = Rule.parse(evaluation.rule)
         entry = _Entry(evaluation, self._seen, rule.complexity)
