@@ -12,9 +12,12 @@ For each batch, in the calling process and in milliseconds per rule:
 2. **cache**: a valid rule whose functional fingerprint was scored before comes back
    ``cached`` with the stored scores (``trainings=0``); so does the second of two rules
    with the same fingerprint in one batch (trained once);
-3. the rest are **trained** (:func:`evo_nos.fitness.train.score_rule`), each charged
-   ``trainings=1`` and the optimizer ``steps`` it ran, through
-   ``joblib.Parallel(n_jobs=n_jobs)``.
+3. the rest are **trained**, each charged ``trainings=1`` and the optimizer ``steps`` it
+   ran, through ``joblib.Parallel(n_jobs=n_jobs)``: the batch is split into one
+   contiguous chunk per worker, and each worker trains its chunk packed
+   (:func:`evo_nos.fitness.packed.score_rules`: every (rule, learning rate) child of the
+   chunk's sweeps in packs of ``task.pack`` children, then the final runs), which gives
+   the same Evaluations as training each rule alone (:func:`~evo_nos.fitness.train.score_rule`).
 
 Compute.  A candidate is charged the optimizer steps it actually ran; a full protocol
 with no divergence costs :attr:`FitnessBackend.steps_per_training`, so a search's budget
@@ -79,6 +82,7 @@ from evo_nos.fitness.data import DeviceData
 from evo_nos.fitness.evaluation import CACHED, DIVERGED, HURDLED, INVALID, OK, Evaluation
 from evo_nos.fitness.screen import ScreenResult, screen
 from evo_nos.fitness.tasks import Task, load_task
+from evo_nos.fitness.packed import TRAINING_ERRORS, score_rules
 from evo_nos.fitness.train import protocol_steps, score_rule, task_data
 from evo_nos.core.known import resolve
 from evo_nos.core.rules import Rule
@@ -88,7 +92,7 @@ _DATA_KEYS = ("data", "n_train", "n_val", "n_test", "image_size", "n_classes", "
               "translate", "flip", "channels_last")
 # Task fields that do not change a score (a cache from a task differing only in these
 # is still valid).
-_NEUTRAL_KEYS = ("name", "threads", "eval_batch_size")
+_NEUTRAL_KEYS = ("name", "threads", "eval_batch_size", "pack")
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -133,24 +137,63 @@ def clear_worker_data() -> None:
     _WORKER_DATA.clear()
 
 
-def train_candidate(rule: str, seed: int, task: Task, device: str,
-                    hurdle: float | None = None) -> dict:
-    """Score one rule (runs in a joblib worker or in-process); returns Evaluation.to_dict().
+def train_candidates(jobs: list[tuple[str, int]], task: Task, device: str,
+                     hurdle: float | None = None) -> list[dict]:
+    """Score ``(rule, seed)`` jobs (in a joblib worker or in-process); returns their
+    Evaluation.to_dict(), in order.
 
-    A failure inside training (a rule doing something torch refuses) does not take the
-    search down: it comes back ``diverged`` with the error as the reason.  Data errors
+    Child-network tasks train packed (:func:`evo_nos.fitness.packed.score_rules`: the
+    sweeps of all jobs in packs of ``task.pack`` children, then their final runs);
+    other models (the transfer check's ResNet) one protocol at a time.  A failure inside
+    training (a rule doing something torch refuses) does not take the search down: that
+    training comes back diverged with the error as its reason.  Data errors
     (:class:`~evo_nos.fitness.data.DataError`) do raise: no candidate can be scored.
     """
     device = resolve_device(device)
     data = worker_data(task, device)  # a missing dataset is the user's to fix: let it raise
-    start = time.perf_counter()
-    try:
-        evaluation = score_rule(rule, data, task, seed=seed, hurdle=hurdle)
-    except (RuntimeError, ValueError, ArithmeticError) as err:
-        evaluation = Evaluation(rule=rule, fitness=0.0, status=DIVERGED, trainings=1,
-                                seconds=time.perf_counter() - start,
-                                reason=f"training failed: {type(err).__name__}: {err}")
-    return evaluation.to_dict()
+    if task.model == "child":
+        return [e.to_dict() for e in score_rules(jobs, data, task, hurdle=hurdle)]
+    out = []
+    for rule, seed in jobs:
+        start = time.perf_counter()
+        try:
+            evaluation = score_rule(rule, data, task, seed=seed, hurdle=hurdle)
+        except TRAINING_ERRORS as err:
+            evaluation = Evaluation(rule=rule, fitness=0.0, status=DIVERGED, trainings=1,
+                                    seconds=time.perf_counter() - start,
+                                    reason=f"training failed: {type(err).__name__}: {err}")
+        out.append(evaluation.to_dict())
+    return out
+
+
+def train_candidate(rule: str, seed: int, task: Task, device: str,
+                    hurdle: float | None = None) -> dict:
+    """:func:`train_candidates` of one job."""
+    return train_candidates([(rule, seed)], task, device, hurdle)[0]
+
+
+def chunked(items: list, n_jobs) -> list[list]:
+    """``items`` split into as many contiguous, near-equal chunks as joblib has workers
+    (each chunk is one worker's packed job)."""
+    if not items:
+        return []
+    n = max(1, min(len(items), joblib.effective_n_jobs(n_jobs)))
+    size, extra = divmod(len(items), n)
+    out, first = [], 0
+    for i in range(n):
+        last = first + size + (i < extra)
+        out.append(items[first:last])
+        first = last
+    return out
+
+
+def _parallel(jobs: list[tuple[str, int]], task: Task, device: str, n_jobs,
+              hurdle: float | None = None) -> list[Evaluation]:
+    """Evaluations of ``(rule, seed)`` jobs, one packed job per joblib worker."""
+    calls = [joblib.delayed(train_candidates)(chunk, task, device, hurdle)
+             for chunk in chunked(jobs, n_jobs)]
+    return [Evaluation.from_dict(r) for part in joblib.Parallel(n_jobs=n_jobs)(calls)
+            for r in part]
 
 
 # ---------------------------------------------------------------------------------------
@@ -250,11 +293,9 @@ class FitnessBackend:
     def _train(self, pending: list[_Pending]) -> list[Evaluation]:
         if not pending:
             return []
-        hurdle = self.threshold()
-        jobs = [joblib.delayed(train_candidate)(
-            p.rule.canonical, candidate_seed(self.seed, p.screen.fingerprint), self.task,
-            self.device, hurdle) for p in pending]
-        out = [Evaluation.from_dict(r) for r in joblib.Parallel(n_jobs=self.n_jobs)(jobs)]
+        jobs = [(p.rule.canonical, candidate_seed(self.seed, p.screen.fingerprint))
+                for p in pending]
+        out = _parallel(jobs, self.task, self.device, self.n_jobs, self.threshold())
         for evaluation in out:
             finite = [v for v in evaluation.lr_scores.values() if math.isfinite(v)]
             if finite:
@@ -276,11 +317,10 @@ class FitnessBackend:
             if known is None or known.status != OK:
                 continue
             for replicate in range(len(known.seed_fitness or [known.fitness]), seeds):
-                jobs.append(joblib.delayed(train_candidate)(
-                    known.rule, candidate_seed(self.seed, known.fingerprint, replicate),
-                    self.task, self.device))
+                jobs.append((known.rule, candidate_seed(self.seed, known.fingerprint,
+                                                        replicate)))
                 owners.append(i)
-        results = [Evaluation.from_dict(r) for r in joblib.Parallel(n_jobs=self.n_jobs)(jobs)]
+        results = _parallel(jobs, self.task, self.device, self.n_jobs)
         out = [dataclasses.replace(e, trainings=0, steps=0, seconds=0.0) for e in evaluations]
         for i, evaluation in enumerate(evaluations):
             new = [r for r, owner in zip(results, owners) if owner == i]
@@ -371,5 +411,5 @@ class FitnessBackend:
                 f"n_jobs={self.n_jobs}, device={self.device!r}, cached={len(self.cache)})")
 
 
-__all__ = ["FitnessBackend", "candidate_seed", "train_candidate", "worker_data",
+__all__ = ["FitnessBackend", "candidate_seed", "train_candidate", "train_candidates", "worker_data",
            "clear_worker_data", "resolve_device", "load_task", "Task"]

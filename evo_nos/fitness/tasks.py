@@ -70,6 +70,8 @@ class Task:
     fingerprint_digits: int = 6      # significant digits kept when hashing probe outputs
     # -- execution --------------------------------------------------------------------------
     threads: int = 1                 # torch CPU threads per training (see backend docs)
+    pack: int | str = "auto"         # child trainings per packed pass (evo_nos.fitness.packed):
+                                     # "auto" (from the device), or a count (1: one at a time)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lrs", tuple(float(lr) for lr in self.lrs))
@@ -90,6 +92,9 @@ class Task:
             raise ValueError("sweep_epochs and final_epochs must be > 0")
         if self.batch_size > self.n_train:
             raise ValueError(f"batch_size {self.batch_size} > n_train {self.n_train}")
+        if self.pack != "auto" and (isinstance(self.pack, bool) or not isinstance(self.pack, int)
+                                    or self.pack < 1):
+            raise ValueError(f'pack must be "auto" or a count >= 1, got {self.pack!r}')
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0 (0: leave torch's default), got {self.threads}")
 
@@ -101,10 +106,12 @@ class Task:
     def described(self) -> dict:
         """What a task is logged and checkpointed as: :meth:`as_dict`, less the
         :data:`TRANSFER_KEYS` when all of them are at their defaults (the child protocol),
-        so a child task describes itself exactly as it did before those fields existed
-        (same fitness keys, resumable checkpoints)."""
+        and less ``pack`` at its default, so a child task describes itself exactly as it
+        did before those fields existed (same fitness keys, resumable checkpoints)."""
         out = self.as_dict()
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        if self.pack == defaults["pack"]:
+            del out["pack"]
         if all(getattr(self, k) == defaults[k] for k in TRANSFER_KEYS):
             for k in TRANSFER_KEYS:
                 del out[k]

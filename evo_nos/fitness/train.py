@@ -200,25 +200,40 @@ def run_protocol(rule: Rule | str, data: DeviceData, task: Task, *, seed: int,
     with torch_threads(task.threads):
         sweep = [train_run(rule, lr, data, task, seed=seed, epochs=task.sweep_epochs,
                            settings=settings) for lr in task.lrs]
-        steps = sum(r.steps for r in sweep)
-        lr_scores = {r.lr: r.accuracy for r in sweep}
-        usable = [r for r in sweep if not r.diverged]
-        if not usable:
-            return Evaluation(rule=rule.canonical, fitness=0.0, status=DIVERGED,
-                              lr_scores=lr_scores, steps=steps, trainings=1,
-                              seconds=time.perf_counter() - start,
-                              reason="every learning rate diverged: " + sweep[-1].reason), None
-        best = max(usable, key=lambda r: r.accuracy)  # max keeps the first (smallest lr) tie
-        if hurdle is not None and best.accuracy < hurdle:
-            return Evaluation(rule=rule.canonical, fitness=best.accuracy, status=HURDLED,
-                              best_lr=best.lr, lr_scores=lr_scores, steps=steps,
-                              trainings=1, seconds=time.perf_counter() - start,
-                              reason=f"best sweep score {best.accuracy:.4f} below the "
-                                     f"hurdle {hurdle:.4f}"), None
+        early, best = sweep_verdict(rule, sweep, hurdle, time.perf_counter() - start)
+        if early is not None:
+            return early, None
         final = train_run(rule, best.lr, data, task, seed=seed, epochs=task.final_epochs,
                           settings=settings, test=task.n_test > 0)
-    steps += final.steps
+    return final_evaluation(rule, sweep, final, time.perf_counter() - start), final
+
+
+def sweep_verdict(rule: Rule, sweep: list[RunResult], hurdle: float | None,
+                  seconds: float) -> tuple[Evaluation | None, RunResult | None]:
+    """What the sweep decides: ``(Evaluation, None)`` when no final run follows (every
+    learning rate diverged, or the best sweep score is below ``hurdle``), else
+    ``(None, best sweep run)`` (ties go to the smaller learning rate)."""
+    steps = sum(r.steps for r in sweep)
+    lr_scores = {r.lr: r.accuracy for r in sweep}
+    usable = [r for r in sweep if not r.diverged]
+    if not usable:
+        return Evaluation(rule=rule.canonical, fitness=0.0, status=DIVERGED,
+                          lr_scores=lr_scores, steps=steps, trainings=1, seconds=seconds,
+                          reason="every learning rate diverged: " + sweep[-1].reason), None
+    best = max(usable, key=lambda r: r.accuracy)  # max keeps the first (smallest lr) tie
+    if hurdle is not None and best.accuracy < hurdle:
+        return Evaluation(rule=rule.canonical, fitness=best.accuracy, status=HURDLED,
+                          best_lr=best.lr, lr_scores=lr_scores, steps=steps, trainings=1,
+                          seconds=seconds, reason=f"best sweep score {best.accuracy:.4f} "
+                                                  f"below the hurdle {hurdle:.4f}"), None
+    return None, best
+
+
+def final_evaluation(rule: Rule, sweep: list[RunResult], final: RunResult,
+                     seconds: float) -> Evaluation:
+    """The Evaluation of a protocol whose final run (at ``final.lr``) has finished."""
     return Evaluation(rule=rule.canonical, fitness=final.accuracy,
-                      status=DIVERGED if final.diverged else OK, best_lr=best.lr,
-                      lr_scores=lr_scores, steps=steps, trainings=1,
-                      seconds=time.perf_counter() - start, reason=final.reason), final
+                      status=DIVERGED if final.diverged else OK, best_lr=final.lr,
+                      lr_scores={r.lr: r.accuracy for r in sweep},
+                      steps=sum(r.steps for r in sweep) + final.steps, trainings=1,
+                      seconds=seconds, reason=final.reason)

@@ -1,0 +1,483 @@
+"""The packed trainer: K (rule, learning-rate) children of the child ConvNet in one pass.
+
+Each child keeps what it has when it trains alone (:func:`evo_nos.fitness.train.train_run`):
+its initial weights (``make_child(seed)``), its data order and augmentation (a generator
+seeded with its seed), the noise inside its rule (torch's RNG seeded with its seed, drawn
+in parameter order), its rule and its learning rate.  What changes is that the K networks
+are one module, :class:`PackedChild`:
+
+* the convolutions are one grouped convolution (``groups=K``), batch norm runs over the
+  K·C channels, the head is one batched matmul;
+* one forward, one backward per step for all K children; the per-child losses are summed,
+  and as no parameter is shared, each child's gradient is its own loss's;
+* the optimizer (:class:`PackedRules`) updates every child's slice of the packed weights
+  with that child's rule and learning rate.
+
+Exactness.  On the CPU a packed child's trajectory is bit for bit the one it has alone:
+the grouped convolution, batch norm over K·C channels and the batched matmul compute each
+child's numbers in the same order as the single-child kernels, except the first
+convolution's weight gradient and the head's gradients, which is why the first
+convolution runs per child (``split_first``, the default on the CPU) and the head is a
+batched matmul whose backward is written out (:class:`_BatchedLinear`).  The update runs
+per child on views of the packed tensors (``per_child``: the same kernels on the same
+shapes as alone), so vectorised and scalar code paths meet the same elements.
+``tests/test_packed.py`` asserts equal weights and equal Evaluations.  On CUDA the
+defaults are the fully batched forms (``split_first=False``, ``per_child=False``: the
+update of a rule's block of children is one set of kernels with the learning rates as a
+tensor); there a packed score equals the single one within floating-point reordering only.
+
+Divergence.  A child whose loss turns non-finite is isolated by construction (no tensor
+is shared between children), flagged on the device (no host sync inside an epoch: the
+flags are read at epoch ends), scores 0 and is charged the steps the single trainer would
+have run before stopping (the first check at or after the bad step, ``check_every``).
+Its numbers keep flowing through the pack until the run ends; they touch no other child.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from evo_nos.core.known import resolve
+from evo_nos.core.primitives import RuleSettings
+from evo_nos.core.rules import Rule
+from evo_nos.core.threads import torch_threads
+from evo_nos.fitness.data import DeviceData
+from evo_nos.fitness.evaluation import Evaluation
+from evo_nos.fitness.models import ChildNet, make_child
+from evo_nos.fitness.tasks import Task
+from evo_nos.fitness.train import RunResult, epoch_steps, final_evaluation, sweep_verdict
+from evo_nos.optim.kernels import compile_direction
+
+# On the CPU, elementwise kernels run vectorised on whole groups of this many floats and
+# scalar code on the rest; a parameter whose size is a multiple of it meets the same code
+# on every element whether it is updated alone or in a block of children (64 covers AVX2
+# and AVX-512).  Smaller odd-sized ones (the head's bias) are updated child by child.
+VECTOR_ALIGN = 64
+
+# Children per pack when a task says ``pack = "auto"``: on the CPU one rule's sweep at a
+# time gains nothing over bigger packs (the convolutions are compute bound); on a GPU as
+# many as fit in a quarter of the free memory, at most this many.
+MAX_AUTO_PACK = 128
+
+
+@dataclass
+class Child:
+    """One (rule, learning rate, seed) training of a pack."""
+    rule: Rule
+    lr: float
+    seed: int
+
+
+def auto_pack(task: Task, data: DeviceData) -> int:
+    """Children per pack for ``task.pack = "auto"`` on the data's device."""
+    if task.pack != "auto":
+        return int(task.pack)
+    if data.device.type != "cuda":
+        return max(1, len(task.lrs))
+    free, _ = torch.cuda.mem_get_info(data.device)
+    # activations kept for the backward: about 6 float maps of width x size² per image
+    per_child = 4 * 6 * task.batch_size * task.width * data.image_size ** 2
+    return int(max(1, min(MAX_AUTO_PACK, free // 4 // per_child)))
+
+
+# ---------------------------------------------------------------------------------------
+# the packed network
+# ---------------------------------------------------------------------------------------
+class _BatchedLinear(torch.autograd.Function):
+    """``x[k] @ w[k].T + b[k]`` for every child k, with the gradients computed as
+    ``F.linear``'s are (so that each child's numbers equal the single-child ones)."""
+
+    @staticmethod
+    def forward(ctx, x, w, b):          # x [K, B, F], w [K, O, F], b [K, O]
+        ctx.save_for_backward(x, w)
+        return torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, grad):            # grad [K, B, O]
+        x, w = ctx.saved_tensors
+        grad_x = torch.bmm(grad, w) if ctx.needs_input_grad[0] else None
+        grad_w = torch.bmm(grad.transpose(1, 2).contiguous(), x)
+        return grad_x, grad_w, grad.sum(1)
+
+
+class PackedChild(nn.Module):
+    """K :class:`~evo_nos.fitness.models.ChildNet` s as one module.
+
+    Parameters are stored child after child (``conv1`` is ``[K·C, 3, 3, 3]``,
+    ``classifier_weight`` is ``[K, classes, features]``, ...), in the order of
+    ``ChildNet.parameters()``; :meth:`child_views` gives child k's slice of each with the
+    shape and strides it has in a lone ChildNet.  ``forward`` takes ``[K, B, 3, H, W]``
+    (or a list of K ``[B, 3, H, W]`` batches) and returns logits ``[K, B, classes]``.
+    """
+
+    def __init__(self, nets: list[ChildNet], *, split_first: bool = True):
+        super().__init__()
+        if not nets:
+            raise ValueError("a pack needs at least one network")
+        first = nets[0]
+        self.k, self.head = len(nets), first.head
+        self.width = first.features[0].weight.shape[0]
+        self.split_first = split_first
+        self.child_shapes = [tuple(p.shape) for p in first.parameters()]
+        names = ("conv1", "bn1_weight", "bn1_bias", "conv2", "bn2_weight", "bn2_bias",
+                 "classifier_weight", "classifier_bias")
+        per_net = [list(net.parameters()) for net in nets]
+        for i, name in enumerate(names):
+            parts = [p[i].detach() for p in per_net]
+            if parts[0].dim() == 4:     # conv weights: [K·C, ...] in the nets' layout
+                packed = torch.cat(parts)
+                if not parts[0].is_contiguous():
+                    packed = packed.contiguous(memory_format=torch.channels_last)
+            elif name.startswith("bn"):
+                packed = torch.cat(parts)
+            else:
+                packed = torch.stack(parts)
+            self.register_parameter(name, nn.Parameter(packed.clone()))
+        for i, bn in enumerate((1, 5)):
+            for stat in ("running_mean", "running_var"):
+                self.register_buffer(f"bn{i + 1}_{stat}", torch.cat(
+                    [getattr(net.features[bn], stat).detach() for net in nets]).clone())
+        self.momentum = first.features[1].momentum
+        self.bn_eps = first.features[1].eps
+
+    def child_views(self, k: int) -> list[torch.Tensor]:
+        """Child k's slice of every parameter, shaped and laid out as in a ChildNet."""
+        return [p.view(self.k, *shape)[k] for p, shape in zip(self.parameters(),
+                                                              self.child_shapes)]
+
+    def grad_views(self, k: int) -> list[torch.Tensor]:
+        return [p.grad.view(self.k, *shape)[k] for p, shape in zip(self.parameters(),
+                                                                   self.child_shapes)]
+
+    def unpack(self, k: int, net: ChildNet) -> ChildNet:
+        """Copy child k's weights and batch-norm statistics into ``net`` (a ChildNet of
+        the same shape); returns it."""
+        with torch.no_grad():
+            for mine, theirs in zip(self.child_views(k), net.parameters()):
+                theirs.copy_(mine)
+            c = self.width
+            for i, bn in enumerate((1, 5)):
+                for stat in ("running_mean", "running_var"):
+                    getattr(net.features[bn], stat).copy_(
+                        getattr(self, f"bn{i + 1}_{stat}")[k * c:(k + 1) * c])
+        return net
+
+    def _bn(self, x, i):
+        return F.batch_norm(x, getattr(self, f"bn{i}_running_mean"),
+                            getattr(self, f"bn{i}_running_var"),
+                            getattr(self, f"bn{i}_weight"), getattr(self, f"bn{i}_bias"),
+                            self.training, self.momentum, self.bn_eps)
+
+    def forward(self, x) -> torch.Tensor:
+        k, c = self.k, self.width
+        if isinstance(x, torch.Tensor):
+            x = list(x.unbind(0))
+        if self.split_first:
+            h = torch.cat([F.conv2d(xi, w, padding=1) for xi, w in
+                           zip(x, self.conv1.split(c))], dim=1)
+        else:
+            stacked = torch.stack(x, 1).flatten(1, 2)
+            if self.conv1.is_contiguous(memory_format=torch.channels_last):
+                stacked = stacked.contiguous(memory_format=torch.channels_last)
+            h = F.conv2d(stacked, self.conv1, padding=1, groups=k)
+        h = F.max_pool2d(F.relu(self._bn(h, 1), inplace=True), 2)
+        h = F.conv2d(h, self.conv2, padding=1, groups=k)
+        h = F.max_pool2d(F.relu(self._bn(h, 2), inplace=True), 2)
+        b, _, s, _ = h.shape
+        h = h.reshape(b, k, c, s, s).transpose(0, 1)
+        features = h.reshape(k, b, c * s * s) if self.head == "flatten" else h.mean(dim=(3, 4))
+        return _BatchedLinear.apply(features, self.classifier_weight, self.classifier_bias)
+
+
+# ---------------------------------------------------------------------------------------
+# the packed update
+# ---------------------------------------------------------------------------------------
+class PackedRules:
+    """Each child's rule applied to its slice of the packed weights, as
+    :class:`evo_nos.optim.RuleOptimizer` applies it alone (``_update_each``: averages,
+    bias correction, direction, ``w -= lr * d``), with the noise of random rules drawn
+    from each child's own RNG stream (torch's RNG seeded with the child's seed).
+
+    ``per_child=False`` updates each block of consecutive children that share a rule in
+    one set of kernels (learning rates as a tensor) when the rule draws no noise.
+    """
+
+    def __init__(self, model: PackedChild, children: list[Child], *, total_steps: int,
+                 settings: RuleSettings | None = None, exact: bool = True):
+        self.model, self.children, self.total = model, children, total_steps
+        self.settings = settings or RuleSettings()
+        self.exact = exact
+        self.betas = (self.settings.beta1, self.settings.beta2, self.settings.beta3)
+        self.step_count = 0
+        self.params = list(model.parameters())
+        self.shapes = model.child_shapes
+        device = self.params[0].device
+        self.blocks = []                 # (start, stop, rule, direction, averages)
+        for i, child in enumerate(children):
+            if self.blocks and self.blocks[-1][2].canonical == child.rule.canonical:
+                self.blocks[-1][1] = i + 1
+            else:
+                self.blocks.append([i, i + 1, child.rule,
+                                    compile_direction(child.rule, self.settings),
+                                    tuple(n for n in "mvr" if n in child.rule.needs)])
+        needed = sorted({n for b in self.blocks for n in b[4]})
+        self.state = {n: [torch.zeros_like(p) for p in self.params] for n in needed}
+        self.lrs = torch.tensor([c.lr for c in children], device=device)
+        cuda = device.type == "cuda"
+        self.rng = {}                    # seed -> the state of that child's noise stream
+        for child in children:
+            if "rng" in child.rule.needs and child.seed not in self.rng:
+                with torch.random.fork_rng(devices=[device] if cuda else []):
+                    torch.manual_seed(child.seed)
+                    self.rng[child.seed] = (torch.cuda.get_rng_state(device) if cuda
+                                            else torch.get_rng_state())
+        self.cuda = cuda
+
+    def _view(self, tensor, shape, start, stop=None):
+        v = tensor.view(self.model.k, *shape)
+        return v[start] if stop is None else v[start:stop]
+
+    def _averages(self, names, grads, buffers, step):
+        out = {}
+        for name in names:
+            beta = self.betas["mvr".index(name)]
+            g = grads
+            power = g if name == "m" else g * g if name == "v" else g * g * g
+            buffers[name].lerp_(power, 1.0 - beta)
+            avg = buffers[name]
+            out[name] = avg / (1.0 - beta ** step) if self.settings.bias_correction else avg
+        return out
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.step_count += 1
+        step = self.step_count
+        for start, stop, rule, direction, names in self.blocks:
+            if "rng" in rule.needs:
+                self._random_block(start, stop, direction, names, step)
+                continue
+            for i, (p, shape) in enumerate(zip(self.params, self.shapes)):
+                if self.exact and math.prod(shape) % VECTOR_ALIGN:
+                    for k in range(start, stop):
+                        self._update(i, k, None, direction, names, step)
+                else:
+                    self._update(i, start, stop, direction, names, step)
+
+    def _update(self, i, start, stop, direction, names, step):
+        """Update parameter i of children ``start`` (alone: ``stop=None``) or
+        ``start:stop`` (a block sharing one rule)."""
+        p, shape = self.params[i], self.shapes[i]
+        w, g = self._view(p, shape, start, stop), self._view(p.grad, shape, start, stop)
+        avgs = self._averages(names, g, {n: self._view(self.state[n][i], shape, start, stop)
+                                         for n in names}, step)
+        d = direction(g, w, avgs.get("m"), avgs.get("v"), avgs.get("r"), step - 1, self.total)
+        if stop is None:
+            w.add_(d, alpha=-self.children[start].lr)
+        elif self.exact:                  # as RuleOptimizer does: one add with alpha each
+            d = d.expand_as(w)
+            for k in range(start, stop):
+                w[k - start].add_(d[k - start], alpha=-self.children[k].lr)
+        else:
+            lr = self.lrs[start:stop].view(-1, *([1] * len(shape)))
+            w.sub_(d.expand_as(w) * lr)
+
+    def _random_block(self, start, stop, direction, names, step):
+        """A rule that draws noise: each child alone, its draws from its own stream (the
+        children of one seed replay the same draws, as they do alone)."""
+        states = {}
+        with torch.random.fork_rng(devices=[self.params[0].device] if self.cuda else []):
+            for k in range(start, stop):
+                seed = self.children[k].seed
+                self._set_rng(self.rng[seed])
+                for i in range(len(self.params)):
+                    self._update(i, k, None, direction, names, step)
+                states[seed] = self._get_rng()
+        self.rng.update(states)
+
+    def _set_rng(self, state):
+        if self.cuda:
+            torch.cuda.set_rng_state(state, self.params[0].device)
+        else:
+            torch.set_rng_state(state)
+
+    def _get_rng(self):
+        return torch.cuda.get_rng_state(self.params[0].device) if self.cuda \
+            else torch.get_rng_state()
+
+
+# ---------------------------------------------------------------------------------------
+# training a pack
+# ---------------------------------------------------------------------------------------
+@dataclass
+class PackResult:
+    """Per child of a pack: validation accuracy (0 when diverged), steps charged, reason."""
+    accuracy: list
+    steps: list
+    reasons: list
+    seconds: float
+
+
+def _batches(data: DeviceData, batch_size: int, seed: int, total_steps: int):
+    """The ``total_steps`` batches a lone training of seed ``seed`` sees, in order."""
+    order = torch.Generator(device=data.device).manual_seed(seed)
+    steps = 0
+    while steps < total_steps:
+        for batch in data.epoch(batch_size, order):
+            yield batch
+            steps += 1
+            if steps >= total_steps:
+                return
+
+
+def _all_finite(model: PackedChild) -> torch.Tensor:
+    """[K] bool: child k's weights and batch-norm statistics are all finite."""
+    k = model.k
+    tensors = list(model.parameters()) + list(model.buffers())
+    return torch.stack([torch.isfinite(t.detach().reshape(k, -1)).all(1) for t in tensors]).all(0)
+
+
+def train_pack(children: list[Child], data: DeviceData, task: Task, *, epochs: float,
+               settings=None, split_first: bool | None = None,
+               exact: bool | None = None) -> tuple[PackResult, PackedChild]:
+    """Train every child of ``children`` for ``epochs`` in one packed pass.
+
+    Returns each child's result (as :func:`evo_nos.fitness.train.train_run` would give
+    it alone) and the trained :class:`PackedChild`.  ``split_first`` and ``exact``
+    default to the exact forms on the CPU and the batched forms on CUDA (module docstring).
+    Runs with ``task.threads`` CPU threads (exact against a lone training with the same
+    count: kernels split their work between threads by the size of the whole tensor).
+    """
+    with torch_threads(task.threads):
+        return _train_pack(children, data, task, epochs, settings, split_first, exact)
+
+
+def _train_pack(children, data, task, epochs, settings, split_first, exact):
+    start = time.perf_counter()
+    cuda = data.device.type == "cuda"
+    split_first = (not cuda) if split_first is None else split_first
+    exact = (not cuda) if exact is None else exact
+    total = epoch_steps(epochs, data.steps_per_epoch(task.batch_size))
+    nets = [make_child(c.seed, image_size=data.image_size, n_classes=data.n_classes,
+                       width=task.width, head=task.head, device=data.device,
+                       channels_last=task.channels_last) for c in children]
+    model = PackedChild(nets, split_first=split_first)
+    opt = PackedRules(model, children, total_steps=total, settings=settings, exact=exact)
+    seeds = list(dict.fromkeys(c.seed for c in children))
+    streams = {s: _batches(data, task.batch_size, s, total) for s in seeds}
+    k = len(children)
+    bad_step = torch.zeros(k, dtype=torch.int64, device=data.device)   # 0: never
+    check = torch.zeros(k, dtype=torch.int64, device=data.device)
+    per_epoch = data.steps_per_epoch(task.batch_size)
+    for step in range(1, total + 1):
+        batch = {s: next(streams[s]) for s in seeds}
+        x = [batch[c.seed][0] for c in children]
+        y = torch.stack([batch[c.seed][1] for c in children])
+        logits = model(x)
+        losses = F.cross_entropy(logits.reshape(k * y.shape[1], -1), y.reshape(-1),
+                                 reduction="none").view(k, -1).mean(1)
+        for p in model.parameters():
+            p.grad = None
+        losses.sum().backward()
+        opt.step()
+        check.fill_(step)
+        bad_step = torch.where((bad_step == 0) & ~torch.isfinite(losses.detach()), check,
+                               bad_step)
+        if step % per_epoch == 0 and step < total and bool((bad_step > 0).all()):
+            break                       # every child has diverged: nothing left to learn
+    finite = _all_finite(model)
+    accuracy = _accuracies(model, data, task.eval_batch_size)
+    bad, finite, accuracy = bad_step.tolist(), finite.tolist(), accuracy.tolist()
+    every = task.check_every
+    steps, reasons, scores = [], [], []
+    for child, b, ok, acc in zip(children, bad, finite, accuracy):
+        if b:
+            charged = min(total, math.ceil(b / every) * every)
+            reason = f"loss became non-finite at step {charged} (lr {child.lr:g})"
+        else:
+            charged = total
+            reason = "" if ok else f"weights became non-finite within {total} steps " \
+                                   f"(lr {child.lr:g})"
+        steps.append(charged)
+        reasons.append(reason)
+        scores.append(0.0 if reason else acc)
+    return PackResult(scores, steps, reasons, time.perf_counter() - start), model
+
+
+@torch.no_grad()
+def _accuracies(model: PackedChild, data: DeviceData, batch_size: int) -> torch.Tensor:
+    """[K] validation accuracy of each child (one host sync, by the caller)."""
+    model.eval()
+    correct = torch.zeros(model.k, dtype=torch.int64, device=data.device)
+    for x, y in data.validation(batch_size):
+        logits = model(x.unsqueeze(0).expand(model.k, *x.shape))
+        correct += (logits.argmax(dim=2) == y).sum(1)
+    model.train()
+    return correct.double() / data.n_val
+
+
+# ---------------------------------------------------------------------------------------
+# the protocol, packed
+# ---------------------------------------------------------------------------------------
+TRAINING_ERRORS = (RuntimeError, ValueError, ArithmeticError)
+
+
+def train_children(children: list[Child], data: DeviceData, task: Task, *, epochs: float,
+                   size: int, settings=None) -> list[RunResult]:
+    """Train ``children`` in packs of at most ``size``, in order; one RunResult each
+    (``seconds``: its share of its pack's time).  A pack that raises is retrained one
+    child at a time, so only the child that raises fails (``training failed: ...``)."""
+    out: list[RunResult] = []
+    for first in range(0, len(children), size):
+        pack = children[first:first + size]
+        try:
+            result, _ = train_pack(pack, data, task, epochs=epochs, settings=settings)
+        except TRAINING_ERRORS as err:
+            if len(pack) > 1:
+                out += train_children(pack, data, task, epochs=epochs, size=1,
+                                      settings=settings)
+                continue
+            out.append(RunResult(lr=pack[0].lr, accuracy=0.0, diverged=True, steps=0,
+                                 seconds=0.0, reason=f"training failed: "
+                                                     f"{type(err).__name__}: {err}"))
+            continue
+        share = result.seconds / len(pack)
+        out += [RunResult(lr=c.lr, accuracy=acc, diverged=bool(reason), steps=steps,
+                          seconds=share, reason=reason)
+                for c, acc, steps, reason in zip(pack, result.accuracy, result.steps,
+                                                 result.reasons)]
+    return out
+
+
+def score_rules(jobs: list[tuple], data: DeviceData, task: Task, *, settings=None,
+                hurdle: float | None = None) -> list[Evaluation]:
+    """The protocol of :func:`evo_nos.fitness.train.score_rule` for every ``(rule,
+    seed)`` of ``jobs`` at once: all their sweep trainings in packs of
+    :func:`auto_pack` children, then all their final runs in packs; the same
+    Evaluations as scoring each alone (on the CPU bit for bit)."""
+    rules = [resolve(rule) for rule, _ in jobs]
+    seeds = [int(seed) for _, seed in jobs]
+    size = auto_pack(task, data)
+    n = len(task.lrs)
+    with torch_threads(task.threads):
+        sweep = train_children([Child(rule, lr, seed) for rule, seed in zip(rules, seeds)
+                                for lr in task.lrs], data, task,
+                               epochs=task.sweep_epochs, size=size, settings=settings)
+        verdicts = [sweep_verdict(rule, sweep[i * n:(i + 1) * n], hurdle,
+                                  sum(r.seconds for r in sweep[i * n:(i + 1) * n]))
+                    for i, rule in enumerate(rules)]
+        going = [i for i, (early, _) in enumerate(verdicts) if early is None]
+        finals = train_children([Child(rules[i], verdicts[i][1].lr, seeds[i]) for i in going],
+                                data, task, epochs=task.final_epochs, size=size,
+                                settings=settings)
+    out = [early for early, _ in verdicts]
+    for i, final in zip(going, finals):
+        runs = sweep[i * n:(i + 1) * n]
+        out[i] = final_evaluation(rules[i], runs, final,
+                                  sum(r.seconds for r in runs) + final.seconds)
+    return out
+
