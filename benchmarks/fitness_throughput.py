@@ -20,6 +20,17 @@ path; goal: > 0.9), ours/conventional with ``powersign`` (goal: >= 2).  Each tim
 the median of ``--repeats`` interleaved repetitions (the machine may be shared).  Then
 candidates scored per minute by :class:`FitnessBackend` on the full ``cpu`` preset,
 serially and with ``--jobs`` loky workers.
+
+Last, **packed against one-at-a-time**: the whole protocol of ``--rules`` scored by
+:func:`evo_nos.fitness.train.score_rule` one rule after the other, and by
+:func:`evo_nos.fitness.packed.score_rules` (every (rule, lr) child of the sweeps in packs,
+then the final runs in packs), interleaved ``--repeats`` times; images/s, candidates/min,
+and whether the Evaluations are equal.  ``--quick`` runs only this part, on the ``fast``
+preset (any ``--data``, synthetic too; a few minutes on two cores)::
+
+    python benchmarks/fitness_throughput.py --quick --data imagefolder:DIR
+
+Its last line reads ``packed vs one-at-a-time: X.XXx images/s, scores equal: yes``.
 """
 from __future__ import annotations
 
@@ -37,7 +48,8 @@ from evo_nos.fitness.backend import FitnessBackend, worker_data
 from evo_nos.fitness.data import parse_data_spec
 from evo_nos.fitness.models import make_child
 from evo_nos.fitness.tasks import load_task
-from evo_nos.fitness.train import train_run
+from evo_nos.fitness.packed import score_rules
+from evo_nos.fitness.train import accuracy, score_rule, train_run
 from evo_nos.core.known import KNOWN
 from evo_nos.core.rules import Rule
 
@@ -79,11 +91,10 @@ def ours(data, task, steps: int, rule: str, lr: float, seed: int = 0) -> float:
 
 
 def _validation_seconds(data, task) -> float:
-    from evo_nos.fitness.train import validation_accuracy
     model = make_child(0, image_size=data.image_size, n_classes=data.n_classes,
                        width=task.width, head=task.head, channels_last=task.channels_last)
     start = time.perf_counter()
-    validation_accuracy(model, data, task.batch_size)
+    accuracy(model, data, task.batch_size)
     return time.perf_counter() - start
 
 
@@ -172,6 +183,42 @@ def candidates_per_minute(task, rules, n_jobs: int) -> tuple[float, list]:
     return 60.0 * len(rules) / elapsed, evaluations
 
 
+def packed_against_alone(task, data, rules, repeats: int, packs) -> tuple[float, bool]:
+    """Print images/s and candidates/min of the protocol one rule at a time and packed
+    (one line per pack size in ``packs``); returns (best packed / alone ratio, whether
+    every packed Evaluation equals the lone one)."""
+    jobs = [(KNOWN[r], 1000 + i) for i, r in enumerate(rules)]
+
+    def alone():
+        return [score_rule(rule, data, task, seed=seed) for rule, seed in jobs]
+
+    def packed(size):
+        return lambda: score_rules(jobs, data, task.replace(pack=size))
+
+    runs = {"one at a time": alone, **{f"packed, {p} per pack": packed(p) for p in packs}}
+    timings = {name: [] for name in runs}
+    scores = {}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            scores[name] = run()
+            timings[name].append(time.perf_counter() - start)
+    images = sum(e.steps for e in scores["one at a time"]) * task.batch_size
+
+    def same(evaluations):
+        return [{k: v for k, v in e.to_dict().items() if k != "seconds"} for e in evaluations]
+
+    equal = all(same(v) == same(scores["one at a time"]) for v in scores.values())
+    rate = {name: images / statistics.median(t) for name, t in timings.items()}
+    print(f"protocol of {len(rules)} rules on the {task.name} preset ({images} images "
+          f"trained per scoring, median of {repeats}):")
+    for name, r in rate.items():
+        print(f"  {name:22s} {r:8.0f} images/s  {60 * len(rules) * r / images:6.2f} "
+              f"candidates/min  (runs: {', '.join(f'{t:.1f}' for t in timings[name])} s)")
+    best = max(r for name, r in rate.items() if name != "one at a time")
+    return best / rate["one at a time"], equal
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="imagefolder:/work/cifar10",
@@ -185,9 +232,21 @@ def main(argv=None) -> None:
     parser.add_argument("--rules", default="sgd,adam,powersign,addsign",
                         help="rules scored for candidates/min")
     parser.add_argument("--skip-candidates", action="store_true")
+    parser.add_argument("--quick", action="store_true",
+                        help="only packed against one-at-a-time, on the fast preset")
+    parser.add_argument("--packs", default="auto,8",
+                        help="pack sizes to time (children per pack; auto: the task's)")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(1)
+    packs = [p if p == "auto" else int(p) for p in args.packs.split(",")]
+    if args.quick:
+        task = load_task("fast", data=args.data)
+        ratio, equal = packed_against_alone(task, worker_data(task, "cpu"),
+                                            args.rules.split(","), args.repeats, packs)
+        print(f"packed vs one-at-a-time: {ratio:.2f}x images/s, scores equal: "
+              f"{'yes' if equal else 'no'}")
+        return
     spec = parse_data_spec(args.data)
     if spec.kind != "imagefolder":
         raise SystemExit("--data must be imagefolder:DIR (the conventional loader reads JPEGs)")
@@ -229,6 +288,9 @@ def main(argv=None) -> None:
                   + f"; {statistics.mean(e.seconds for e in evs):.1f} s per candidate)")
     if not math.isfinite(rate["ours sgd"]):
         raise SystemExit(1)
+    ratio, equal = packed_against_alone(task, data, args.rules.split(","), args.repeats, packs)
+    print(f"packed vs one-at-a-time: {ratio:.2f}x images/s, scores equal: "
+          f"{'yes' if equal else 'no'}")
 
 
 if __name__ == "__main__":

@@ -2,35 +2,38 @@
 
 Each child keeps what it has when it trains alone (:func:`evo_nos.fitness.train.train_run`):
 its initial weights (``make_child(seed)``), its data order and augmentation (a generator
-seeded with its seed), the noise inside its rule (torch's RNG seeded with its seed, drawn
-in parameter order), its rule and its learning rate.  What changes is that the K networks
-are one module, :class:`PackedChild`:
+seeded with its seed; children of one seed share the batches), the noise inside its rule
+(torch's RNG seeded with its seed, drawn in parameter order), its rule and learning rate.
+What changes is that the K children are trained in lockstep as one pack:
 
-* the convolutions are one grouped convolution (``groups=K``), batch norm runs over the
-  K·C channels, the head is one batched matmul;
-* one forward, one backward per step for all K children; the per-child losses are summed,
-  and as no parameter is shared, each child's gradient is its own loss's;
-* the optimizer (:class:`PackedRules`) updates every child's slice of the packed weights
-  with that child's rule and learning rate.
+* the network, in one of two layouts (:data:`LAYOUTS`).  ``"loop"`` (:class:`LoopPack`,
+  the CPU default): each child's forward and backward are a lone ChildNet's, one child
+  after the other, with parameters and gradients living in packed tensors.  ``"grouped"``
+  (:class:`PackedChild`, the CUDA default): one grouped convolution per layer, batch norm
+  over the K·C channels, one batched matmul for the heads; one forward and one backward
+  for all K.  On this project's 2-core CPU the grouped kernels were about 2x slower than
+  K lone ones (compute-bound convolutions, K times the working set), hence the loop there;
+  on a GPU the grouped form is what fills the chip.
+* the update (:class:`PackedRules`): each child's rule on its slice of the packed
+  weights; a block of children sharing a rule updates in one set of kernels.
+* no host sync inside an epoch: per-child non-finite flags stay on the device and are
+  read at epoch ends; accuracies are counted on the device and read once.
 
-Exactness.  On the CPU a packed child's trajectory is bit for bit the one it has alone:
-the grouped convolution, batch norm over K·C channels and the batched matmul compute each
-child's numbers in the same order as the single-child kernels, except the first
-convolution's weight gradient and the head's gradients, which is why the first
-convolution runs per child (``split_first``, the default on the CPU) and the head is a
-batched matmul whose backward is written out (:class:`_BatchedLinear`).  The update runs
-per child on views of the packed tensors (``per_child``: the same kernels on the same
-shapes as alone), so vectorised and scalar code paths meet the same elements.
-``tests/test_packed.py`` asserts equal weights and equal Evaluations.  On CUDA the
-defaults are the fully batched forms (``split_first=False``, ``per_child=False``: the
-update of a rule's block of children is one set of kernels with the learning rates as a
-tensor); there a packed score equals the single one within floating-point reordering only.
+Exactness.  On the CPU (``layout="loop"``, ``exact=True``) a packed child's trajectory is
+bit for bit the one it has alone: the same kernels on the same shapes and memory layouts;
+block updates run only on parameters whose size is a multiple of :data:`VECTOR_ALIGN`
+(the rest child by child), and the step ``w -= lr·d`` is one ``add_(d, alpha=-lr)`` per
+child, as :class:`evo_nos.optim.RuleOptimizer` does it.  ``tests/test_packed.py`` asserts
+equal weights and equal Evaluations.  With ``exact=False`` (the CUDA default) a block's
+step is one kernel with the learning rates as a tensor, and with the grouped layout sums
+run in another order: a packed score then equals the lone one within floating-point
+reordering only (measured on the CPU: weights within 1e-4 after a few steps).
 
 Divergence.  A child whose loss turns non-finite is isolated by construction (no tensor
-is shared between children), flagged on the device (no host sync inside an epoch: the
-flags are read at epoch ends), scores 0 and is charged the steps the single trainer would
-have run before stopping (the first check at or after the bad step, ``check_every``).
-Its numbers keep flowing through the pack until the run ends; they touch no other child.
+is shared between children), scores 0 and is charged the steps the lone trainer would
+have run before stopping (its first check at or after the bad step, ``check_every``).
+Its numbers keep flowing through the pack until the run ends (or until every child of
+the pack has diverged); they touch no other child.
 """
 from __future__ import annotations
 
@@ -58,6 +61,10 @@ from evo_nos.optim.kernels import compile_direction
 # on every element whether it is updated alone or in a block of children (64 covers AVX2
 # and AVX-512).  Smaller odd-sized ones (the head's bias) are updated child by child.
 VECTOR_ALIGN = 64
+
+# How a pack runs its layers: "loop" (each child's own kernels, in one graph: exact, and
+# the faster on a CPU) or "grouped" (one grouped convolution per layer: the GPU form).
+LAYOUTS = ("loop", "grouped")
 
 # Children per pack when a task says ``pack = "auto"``: on the CPU one rule's sweep at a
 # time gains nothing over bigger packs (the convolutions are compute bound); on a GPU as
@@ -105,39 +112,127 @@ class _BatchedLinear(torch.autograd.Function):
         return grad_x, grad_w, grad.sum(1)
 
 
-class PackedChild(nn.Module):
-    """K :class:`~evo_nos.fitness.models.ChildNet` s as one module.
+def _packed(parts: list[torch.Tensor]) -> torch.Tensor:
+    """Per-child tensors as one, child after child: 1-D and 4-D ones concatenated (a
+    convolution weight becomes ``[K·C, ...]`` in the children's memory layout), the head's
+    matrix stacked to ``[K, classes, features]``.  ``view(K, *shape)[k]`` is child k's."""
+    if parts[0].dim() == 2:
+        return torch.stack(parts)
+    packed = torch.cat(parts)
+    if parts[0].dim() == 4 and not parts[0].is_contiguous():
+        packed = packed.contiguous(memory_format=torch.channels_last)
+    return packed
 
-    Parameters are stored child after child (``conv1`` is ``[K·C, 3, 3, 3]``,
-    ``classifier_weight`` is ``[K, classes, features]``, ...), in the order of
-    ``ChildNet.parameters()``; :meth:`child_views` gives child k's slice of each with the
-    shape and strides it has in a lone ChildNet.  ``forward`` takes ``[K, B, 3, H, W]``
-    (or a list of K ``[B, 3, H, W]`` batches) and returns logits ``[K, B, classes]``.
+
+class LoopPack:
+    """K lone :class:`~evo_nos.fitness.models.ChildNet` s stepped together (the CPU form).
+
+    Each child's forward and backward are its own ChildNet's, one child after the other
+    (on a CPU the convolutions are compute bound and a child's activations stay in cache),
+    but its parameters and gradients are views into packed tensors (:attr:`params`,
+    :attr:`grads`), which :class:`PackedRules` updates.  Gradients accumulate in place
+    into tensors filled with -0.0 (``-0.0 + g`` is ``g`` for every float, so each
+    gradient is bit for bit the one a lone backward leaves)."""
+
+    layout = "loop"
+
+    def __init__(self, nets: list[ChildNet]):
+        if not nets:
+            raise ValueError("a pack needs at least one network")
+        self.nets, self.k = nets, len(nets)
+        per_net = [list(net.parameters()) for net in nets]
+        self.child_shapes = [tuple(p.shape) for p in per_net[0]]
+        self.params, self.grads = [], []
+        for i, shape in enumerate(self.child_shapes):
+            packed = _packed([params[i].detach() for params in per_net])
+            grad = torch.full_like(packed, -0.0)
+            for k, params in enumerate(per_net):
+                params[i].data = packed.view(self.k, *shape)[k]
+                params[i].grad = grad.view(self.k, *shape)[k]
+            self.params.append(packed)
+            self.grads.append(grad)
+
+    def losses(self, x: list, y: torch.Tensor) -> torch.Tensor:
+        """Forward and backward of every child on its batch; [K] mean losses."""
+        for grad in self.grads:
+            grad.fill_(-0.0)
+        out = []
+        for net, xi, yi in zip(self.nets, x, y):
+            loss = F.cross_entropy(net(xi), yi)
+            loss.backward()
+            out.append(loss.detach())
+        return torch.stack(out)
+
+    def logits(self, x: list) -> torch.Tensor:
+        return torch.stack([net(xi) for net, xi in zip(self.nets, x)])
+
+    def train(self, mode: bool = True) -> None:
+        for net in self.nets:
+            net.train(mode)
+
+    def child_views(self, k: int) -> list[torch.Tensor]:
+        return list(self.nets[k].parameters())
+
+    def unpack(self, k: int, net: ChildNet) -> ChildNet:
+        net.load_state_dict(self.nets[k].state_dict())
+        return net
+
+    def finite(self) -> torch.Tensor:
+        """[K] bool: child k's weights and batch-norm statistics are all finite."""
+        return torch.stack([_finite(list(net.parameters()) + list(net.buffers()))
+                            for net in self.nets])
+
+
+def _finite(tensors) -> torch.Tensor:
+    return torch.stack([torch.isfinite(t.detach()).all() for t in tensors
+                        if t.is_floating_point()]).all()
+
+
+class _BatchedLinear(torch.autograd.Function):
+    """``x[k] @ w[k].T + b[k]`` for every child k, with the gradients computed as
+    ``F.linear``'s are."""
+
+    @staticmethod
+    def forward(ctx, x, w, b):          # x [K, B, F], w [K, O, F], b [K, O]
+        ctx.save_for_backward(x, w)
+        return torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, grad):            # grad [K, B, O]
+        x, w = ctx.saved_tensors
+        grad_x = torch.bmm(grad, w) if ctx.needs_input_grad[0] else None
+        grad_w = torch.bmm(grad.transpose(1, 2).contiguous(), x)
+        return grad_x, grad_w, grad.sum(1)
+
+
+class PackedChild(nn.Module):
+    """K :class:`~evo_nos.fitness.models.ChildNet` s as one module (the GPU form): one
+    grouped convolution per layer (``groups=K``), batch norm over the K·C channels, one
+    batched matmul for the K heads; one forward and one backward for all K.
+
+    Parameters are packed child after child (:func:`_packed`), in the order of
+    ``ChildNet.parameters()``.  The per-child losses are summed before the backward; no
+    parameter is shared, so each child's gradient is its own loss's.  On the CPU this
+    form is slower than :class:`LoopPack` and not bit-exact (the grouped convolution's
+    weight gradient sums in another order); see ``benchmarks/fitness_throughput.py``.
     """
 
-    def __init__(self, nets: list[ChildNet], *, split_first: bool = True):
+    layout = "grouped"
+    NAMES = ("conv1", "bn1_weight", "bn1_bias", "conv2", "bn2_weight", "bn2_bias",
+             "classifier_weight", "classifier_bias")
+
+    def __init__(self, nets: list[ChildNet]):
         super().__init__()
         if not nets:
             raise ValueError("a pack needs at least one network")
         first = nets[0]
         self.k, self.head = len(nets), first.head
         self.width = first.features[0].weight.shape[0]
-        self.split_first = split_first
-        self.child_shapes = [tuple(p.shape) for p in first.parameters()]
-        names = ("conv1", "bn1_weight", "bn1_bias", "conv2", "bn2_weight", "bn2_bias",
-                 "classifier_weight", "classifier_bias")
         per_net = [list(net.parameters()) for net in nets]
-        for i, name in enumerate(names):
-            parts = [p[i].detach() for p in per_net]
-            if parts[0].dim() == 4:     # conv weights: [K·C, ...] in the nets' layout
-                packed = torch.cat(parts)
-                if not parts[0].is_contiguous():
-                    packed = packed.contiguous(memory_format=torch.channels_last)
-            elif name.startswith("bn"):
-                packed = torch.cat(parts)
-            else:
-                packed = torch.stack(parts)
-            self.register_parameter(name, nn.Parameter(packed.clone()))
+        self.child_shapes = [tuple(p.shape) for p in per_net[0]]
+        for i, name in enumerate(self.NAMES):
+            self.register_parameter(name, nn.Parameter(
+                _packed([params[i].detach() for params in per_net]).clone()))
         for i, bn in enumerate((1, 5)):
             for stat in ("running_mean", "running_var"):
                 self.register_buffer(f"bn{i + 1}_{stat}", torch.cat(
@@ -145,14 +240,30 @@ class PackedChild(nn.Module):
         self.momentum = first.features[1].momentum
         self.bn_eps = first.features[1].eps
 
+    @property
+    def params(self) -> list[torch.Tensor]:
+        return list(self.parameters())
+
+    @property
+    def grads(self) -> list[torch.Tensor]:
+        return [p.grad for p in self.parameters()]
+
+    def losses(self, x: list, y: torch.Tensor) -> torch.Tensor:
+        for p in self.parameters():
+            p.grad = None
+        k = self.k
+        losses = F.cross_entropy(self(x).reshape(k * y.shape[1], -1), y.reshape(-1),
+                                 reduction="none").view(k, -1).mean(1)
+        losses.sum().backward()
+        return losses.detach()
+
+    def logits(self, x: list) -> torch.Tensor:
+        return self(x)
+
     def child_views(self, k: int) -> list[torch.Tensor]:
         """Child k's slice of every parameter, shaped and laid out as in a ChildNet."""
         return [p.view(self.k, *shape)[k] for p, shape in zip(self.parameters(),
                                                               self.child_shapes)]
-
-    def grad_views(self, k: int) -> list[torch.Tensor]:
-        return [p.grad.view(self.k, *shape)[k] for p, shape in zip(self.parameters(),
-                                                                   self.child_shapes)]
 
     def unpack(self, k: int, net: ChildNet) -> ChildNet:
         """Copy child k's weights and batch-norm statistics into ``net`` (a ChildNet of
@@ -167,6 +278,12 @@ class PackedChild(nn.Module):
                         getattr(self, f"bn{i + 1}_{stat}")[k * c:(k + 1) * c])
         return net
 
+    def finite(self) -> torch.Tensor:
+        k = self.k
+        tensors = list(self.parameters()) + list(self.buffers())
+        return torch.stack([torch.isfinite(t.detach().reshape(k, -1)).all(1)
+                            for t in tensors]).all(0)
+
     def _bn(self, x, i):
         return F.batch_norm(x, getattr(self, f"bn{i}_running_mean"),
                             getattr(self, f"bn{i}_running_var"),
@@ -174,24 +291,30 @@ class PackedChild(nn.Module):
                             self.training, self.momentum, self.bn_eps)
 
     def forward(self, x) -> torch.Tensor:
+        """``x``: K batches ``[B, 3, H, W]`` (a list, or one ``[K, B, 3, H, W]``
+        tensor); logits ``[K, B, classes]``."""
         k, c = self.k, self.width
         if isinstance(x, torch.Tensor):
             x = list(x.unbind(0))
-        if self.split_first:
-            h = torch.cat([F.conv2d(xi, w, padding=1) for xi, w in
-                           zip(x, self.conv1.split(c))], dim=1)
-        else:
-            stacked = torch.stack(x, 1).flatten(1, 2)
-            if self.conv1.is_contiguous(memory_format=torch.channels_last):
-                stacked = stacked.contiguous(memory_format=torch.channels_last)
-            h = F.conv2d(stacked, self.conv1, padding=1, groups=k)
+        stacked = torch.stack(x, 1).flatten(1, 2)
+        if self.conv1.is_contiguous(memory_format=torch.channels_last):
+            stacked = stacked.contiguous(memory_format=torch.channels_last)
+        h = F.conv2d(stacked, self.conv1, padding=1, groups=k)
         h = F.max_pool2d(F.relu(self._bn(h, 1), inplace=True), 2)
         h = F.conv2d(h, self.conv2, padding=1, groups=k)
         h = F.max_pool2d(F.relu(self._bn(h, 2), inplace=True), 2)
         b, _, s, _ = h.shape
         h = h.reshape(b, k, c, s, s).transpose(0, 1)
         features = h.reshape(k, b, c * s * s) if self.head == "flatten" else h.mean(dim=(3, 4))
-        return _BatchedLinear.apply(features, self.classifier_weight, self.classifier_bias)
+        return _BatchedLinear.apply(features, self.classifier_weight,
+                                    self.classifier_bias.view(k, -1))
+
+
+def make_pack(nets: list[ChildNet], layout: str):
+    """A :class:`LoopPack` (``"loop"``) or :class:`PackedChild` (``"grouped"``)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    return LoopPack(nets) if layout == "loop" else PackedChild(nets)
 
 
 # ---------------------------------------------------------------------------------------
@@ -214,7 +337,7 @@ class PackedRules:
         self.exact = exact
         self.betas = (self.settings.beta1, self.settings.beta2, self.settings.beta3)
         self.step_count = 0
-        self.params = list(model.parameters())
+        self.params = model.params
         self.shapes = model.child_shapes
         device = self.params[0].device
         self.blocks = []                 # (start, stop, rule, direction, averages)
@@ -272,7 +395,8 @@ class PackedRules:
         """Update parameter i of children ``start`` (alone: ``stop=None``) or
         ``start:stop`` (a block sharing one rule)."""
         p, shape = self.params[i], self.shapes[i]
-        w, g = self._view(p, shape, start, stop), self._view(p.grad, shape, start, stop)
+        w, g = self._view(p, shape, start, stop), \
+            self._view(self.model.grads[i], shape, start, stop)
         avgs = self._averages(names, g, {n: self._view(self.state[n][i], shape, start, stop)
                                          for n in names}, step)
         d = direction(g, w, avgs.get("m"), avgs.get("v"), avgs.get("r"), step - 1, self.total)
@@ -334,38 +458,32 @@ def _batches(data: DeviceData, batch_size: int, seed: int, total_steps: int):
                 return
 
 
-def _all_finite(model: PackedChild) -> torch.Tensor:
-    """[K] bool: child k's weights and batch-norm statistics are all finite."""
-    k = model.k
-    tensors = list(model.parameters()) + list(model.buffers())
-    return torch.stack([torch.isfinite(t.detach().reshape(k, -1)).all(1) for t in tensors]).all(0)
-
-
 def train_pack(children: list[Child], data: DeviceData, task: Task, *, epochs: float,
-               settings=None, split_first: bool | None = None,
-               exact: bool | None = None) -> tuple[PackResult, PackedChild]:
+               settings=None, layout: str | None = None,
+               exact: bool | None = None) -> tuple[PackResult, "LoopPack | PackedChild"]:
     """Train every child of ``children`` for ``epochs`` in one packed pass.
 
     Returns each child's result (as :func:`evo_nos.fitness.train.train_run` would give
-    it alone) and the trained :class:`PackedChild`.  ``split_first`` and ``exact``
-    default to the exact forms on the CPU and the batched forms on CUDA (module docstring).
+    it alone) and the trained pack.  ``layout`` ("loop": :class:`LoopPack`, or
+    "grouped": :class:`PackedChild`) and ``exact`` default to the exact forms on the CPU
+    and the batched forms on CUDA (module docstring).
     Runs with ``task.threads`` CPU threads (exact against a lone training with the same
     count: kernels split their work between threads by the size of the whole tensor).
     """
     with torch_threads(task.threads):
-        return _train_pack(children, data, task, epochs, settings, split_first, exact)
+        return _train_pack(children, data, task, epochs, settings, layout, exact)
 
 
-def _train_pack(children, data, task, epochs, settings, split_first, exact):
+def _train_pack(children, data, task, epochs, settings, layout, exact):
     start = time.perf_counter()
     cuda = data.device.type == "cuda"
-    split_first = (not cuda) if split_first is None else split_first
+    layout = layout or ("grouped" if cuda else "loop")
     exact = (not cuda) if exact is None else exact
     total = epoch_steps(epochs, data.steps_per_epoch(task.batch_size))
     nets = [make_child(c.seed, image_size=data.image_size, n_classes=data.n_classes,
                        width=task.width, head=task.head, device=data.device,
                        channels_last=task.channels_last) for c in children]
-    model = PackedChild(nets, split_first=split_first)
+    model = make_pack(nets, layout)
     opt = PackedRules(model, children, total_steps=total, settings=settings, exact=exact)
     seeds = list(dict.fromkeys(c.seed for c in children))
     streams = {s: _batches(data, task.batch_size, s, total) for s in seeds}
@@ -377,19 +495,13 @@ def _train_pack(children, data, task, epochs, settings, split_first, exact):
         batch = {s: next(streams[s]) for s in seeds}
         x = [batch[c.seed][0] for c in children]
         y = torch.stack([batch[c.seed][1] for c in children])
-        logits = model(x)
-        losses = F.cross_entropy(logits.reshape(k * y.shape[1], -1), y.reshape(-1),
-                                 reduction="none").view(k, -1).mean(1)
-        for p in model.parameters():
-            p.grad = None
-        losses.sum().backward()
+        losses = model.losses(x, y)
         opt.step()
         check.fill_(step)
-        bad_step = torch.where((bad_step == 0) & ~torch.isfinite(losses.detach()), check,
-                               bad_step)
+        bad_step = torch.where((bad_step == 0) & ~torch.isfinite(losses), check, bad_step)
         if step % per_epoch == 0 and step < total and bool((bad_step > 0).all()):
             break                       # every child has diverged: nothing left to learn
-    finite = _all_finite(model)
+    finite = model.finite()
     accuracy = _accuracies(model, data, task.eval_batch_size)
     bad, finite, accuracy = bad_step.tolist(), finite.tolist(), accuracy.tolist()
     every = task.check_every
@@ -409,12 +521,12 @@ def _train_pack(children, data, task, epochs, settings, split_first, exact):
 
 
 @torch.no_grad()
-def _accuracies(model: PackedChild, data: DeviceData, batch_size: int) -> torch.Tensor:
+def _accuracies(model, data: DeviceData, batch_size: int) -> torch.Tensor:
     """[K] validation accuracy of each child (one host sync, by the caller)."""
-    model.eval()
+    model.train(False)
     correct = torch.zeros(model.k, dtype=torch.int64, device=data.device)
     for x, y in data.validation(batch_size):
-        logits = model(x.unsqueeze(0).expand(model.k, *x.shape))
+        logits = model.logits([x] * model.k)
         correct += (logits.argmax(dim=2) == y).sum(1)
     model.train()
     return correct.double() / data.n_val
