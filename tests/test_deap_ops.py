@@ -123,7 +123,7 @@ def test_insert_wraps_a_node_in_a_new_binary_keeping_it_whole():
 
 
 def test_insert_does_not_apply_at_the_bound():
-    full = tree("add(add(g, m), add(v, g))")
+    full = tree("add(add(g, m), add(v, mul(g, m)))")
     assert insert_mutation(full, random.Random(0), SPACE) is None
 
 

@@ -37,13 +37,13 @@ def told(strategy, rounds, n, fitness=lambda rule: rule.complexity / 13.0):
 
 # -- every sample is a rule of the space ------------------------------------------------------
 def test_ten_thousand_samples_are_valid_rules_within_the_bound_and_report_their_log_prob():
-    space = SearchSpace()                                   # everything, max_binary = 3
+    space = SearchSpace()                                   # everything, max_binary = 4
     strategy = RLStrategy(space, seed=0)
     told(strategy, 2, 16)                                   # move off the initial weights
     rules = strategy.ask(10_000)
     assert all(space.contains(r) for r in rules)
     assert all(r.kind == BINARY for r in rules)             # root = a binary (the default)
-    assert {r.n_binary for r in rules} == {1, 2, 3}
+    assert {r.n_binary for r in rules} == {1, 2, 3, 4}
     # re-scoring every sample's tokens gives back the log-probability it was drawn with
     rescored = strategy.log_probs([seq for _, seq, _ in strategy.pending])
     reported = torch.tensor([logp for *_, logp in strategy.pending], dtype=torch.float64)

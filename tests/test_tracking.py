@@ -81,7 +81,7 @@ def test_parent_run_has_params_and_tags(finished):
     params, tags = run.data.params, run.data.tags
     assert params["strategy"] == "evo" and params["budget"] == str(BUDGET)
     assert params["seed"] == "0" and params["preset"] == "standin:powersign"
-    assert params["strategy.population"] == "6" and params["space.max_binary"] == "3"
+    assert params["strategy.population"] == "6" and params["space.max_binary"] == "4"
     assert params["target"] == TARGET                       # the backend's description
     assert tags["strategy"] == "evo" and tags["preset"] == "standin:powersign"
     assert tags["best_rule"] == result.best.rule and tags["stop_reason"] == "finished"

@@ -188,7 +188,7 @@ def add_search_options(p: argparse.ArgumentParser) -> None:
                    help="skip the final run of a candidate whose lr sweep falls below the "
                         "Q-quantile of the sweeps seen so far (e.g. 0.5; default: none)")
     g = p.add_argument_group("space")
-    g.add_argument("--max-binary", type=int, help="bound on binary functions per rule (3)")
+    g.add_argument("--max-binary", type=int, help="bound on binary functions per rule (4)")
     g.add_argument("--root", choices=ROOTS,
                    help="what a rule's root may be: binary (default, the paper's grammar) or "
                         "slot (also an operand or a unary function; docs/rules.md)")

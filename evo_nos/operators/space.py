@@ -21,8 +21,9 @@ unary root has binary-root spellings that behave identically, e.g. ``keep(x, ·)
 ``g`` and ``sign(mul(g, m))`` included.  Known rules such as ``sgd = g`` stay rules
 everywhere else (scoring, export); only searches propose inside the space.
 
-The size bound is the number of binary nodes (``max_binary``, default 3: enough for
-PowerSign with a decay).
+The size bound is the number of binary nodes (``max_binary``, default 4: enough for every
+rule of the paper's table, AddSign with a decay included; the invalid rate of uniform
+samples is 0.520 at 4 against 0.512 at 3, 1,500 samples each, within the noise).
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ ROOTS = ("binary", "slot")   # what a rule's root may be: a binary function, or 
 
 @dataclass(frozen=True)
 class SearchSpace:
-    max_binary: int = 3
+    max_binary: int = 4
     operands: tuple[str, ...] = field(default=_ALL_OPERANDS)
     unaries: tuple[str, ...] = field(default=_ALL_UNARIES)
     binaries: tuple[str, ...] = field(default=_ALL_BINARIES)
