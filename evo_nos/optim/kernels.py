@@ -38,7 +38,9 @@ def direction_source(rule: Rule, settings: RuleSettings | None = None,
     """Source of ``def <name>(g, w, m, v, r, t, T)`` returning the update direction.
 
     ``m``, ``v``, ``r`` are the (bias-corrected) averages or None when the rule does not
-    use them; ``t`` counts completed steps; ``T`` is total steps (None without decays).
+    use them; ``t`` counts completed steps (an int, or a 0-dim tensor under a capturable
+    optimizer: the code then never reads it on the host); ``T`` is total steps (None
+    without decays).
     """
     settings = settings or RuleSettings()
     fields = settings.as_dict()
@@ -55,8 +57,8 @@ def direction_source(rule: Rule, settings: RuleSettings | None = None,
             f"    ld, cd, rd = decay_values(t, T, {settings.cd_periods!r}, "
             f"{settings.rd_periods!r})"
         )
-        for d in decays:
-            lines.append(f"    {d} = g.new_full((), {d})")
+        for d in decays:   # a float, or a 0-dim tensor when t is one (capturable step)
+            lines.append(f"    {d} = torch.as_tensor({d}, dtype=g.dtype, device=g.device)")
     lines.append(f"    return {body}")
     return "\n".join(lines) + "\n"
 

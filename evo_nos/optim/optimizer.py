@@ -22,6 +22,11 @@ class RuleOptimizer(RuleOptimizerBase):
         settings: :class:`RuleSettings` (betas, bias correction, noise std, ...).
         maximize: ascend instead of descend.
         foreach: use the multi-tensor path (default: on CUDA).
+        capturable: keep ``step`` as a tensor on the parameter's device and never read
+            it on the host (for ``torch.compile`` and CUDA graphs), as torch's Adam.
+
+    Each param group also holds ``betas`` (beta1, beta2, beta3; default: the settings'),
+    which ``OneCycleLR(cycle_momentum=True)`` cycles as it does torch Adam's.
 
     The rule is compiled to a direction function once, here; ``step`` never
     re-interprets it.
@@ -29,10 +34,10 @@ class RuleOptimizer(RuleOptimizerBase):
 
     def __init__(self, params, rule: "Rule | str", lr: float = 1e-3, *, total_steps=None,
                  weight_decay: float = 0.0, settings: RuleSettings | None = None,
-                 maximize: bool = False, foreach=None):
+                 maximize: bool = False, foreach=None, capturable: bool = False):
         self._configure(resolve(rule), settings or RuleSettings())
         super().__init__(params, lr, total_steps=total_steps, weight_decay=weight_decay,
-                         maximize=maximize, foreach=foreach)
+                         maximize=maximize, foreach=foreach, capturable=capturable)
 
     def _configure(self, rule: Rule, settings: RuleSettings) -> None:
         self.rule = rule
@@ -55,9 +60,9 @@ class RuleOptimizer(RuleOptimizerBase):
     def __setstate__(self, state):
         state = dict(state)
         rule, settings = state.pop("rule", None), state.pop("settings", None)
-        super().__setstate__(state)
-        if rule is not None:
+        if rule is not None:      # first: the base fills missing group betas from the rule's
             self._configure(Rule.parse(rule), RuleSettings.from_dict(settings or {}))
+        super().__setstate__(state)
 
     def __repr__(self) -> str:
         return f"RuleOptimizer({self.rule.canonical!r}, {self.rule.math})\n" + super().__repr__()

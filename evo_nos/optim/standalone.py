@@ -19,39 +19,74 @@ def drop(x, p, rescale):
     return kept / (1.0 - p) if rescale else kept
 
 
-# Tensors up to this size share one flat direction computation in the foreach path;
-# larger ones get their own (concatenating them costs more than it saves).
-_CONCAT_MAX_NUMEL = 1 << 16
-
-
-def _flat(tensors):
-    """One tensor as is, or several as one new 1-D tensor of their entries in order."""
-    if len(tensors) == 1:
-        return tensors[0]
-    return torch.cat([t.reshape(-1) for t in tensors])
-
-
 def decay_values(t, T, cd_periods, rd_periods):
-    """Linear, cosine and restart decays at step t of T (t clamped to [0, T])."""
-    tc = min(max(t, 0), T)
-    linear = max(0.0, (T - tc) / T)
-    cosine = 0.5 * (1.0 + math.cos(math.pi * 2.0 * cd_periods * tc / T))
-    restart = 0.5 * (1.0 + math.cos(math.pi * ((rd_periods * tc) % T) / T))
+    """Linear, cosine and restart decays at step t of T (t clamped to [0, T]).
+
+    ``t`` is an int, or a 0-dim tensor (the step of a capturable optimizer): then the
+    decays are 0-dim tensors, computed on t's device without reading t on the host."""
+    if torch.is_tensor(t):
+        tc, cos = t.clamp(0, T), torch.cos
+        linear = ((T - tc) / T).clamp(min=0.0)
+    else:
+        tc, cos = min(max(t, 0), T), math.cos
+        linear = max(0.0, (T - tc) / T)
+    cosine = 0.5 * (1.0 + cos(math.pi * 2.0 * cd_periods * tc / T))
+    restart = 0.5 * (1.0 + cos(math.pi * ((rd_periods * tc) % T) / T))
     return linear, cosine, restart
+
+
+def _cutting(device):
+    """How the multi-tensor path divides a device's parameters into pieces:
+    ``(concat_max, batch_max, slice_numel)``.  Tensors of at most ``concat_max`` entries
+    are concatenated, up to ``batch_max`` entries a batch; larger ones are updated
+    alone, in slices of ``slice_numel`` entries (None: whole).
+
+    On the CPU, slices that fit in the cache make the few kernels of a rule's direction
+    run on cached data instead of streaming each temporary through memory; on an
+    accelerator, kernel launches cost more than memory traffic, so tensors stay whole
+    and more of them are concatenated."""
+    if device.type == "cpu":
+        return 1 << 12, 1 << 17, 1 << 17
+    return 1 << 16, 1 << 22, None
+
+
+def _batches(members, batch_max):
+    """``members`` (parameter, gradient) cut into consecutive runs of at most
+    ``batch_max`` entries (a tensor larger than that is a run of its own)."""
+    run, size = [], 0
+    for member in members:
+        n = member[0].numel()
+        if run and size + n > batch_max:
+            yield run
+            run, size = [], 0
+        run.append(member)
+        size += n
+    if run:
+        yield run
 
 
 class RuleOptimizerBase(torch.optim.Optimizer):
     """``w <- w - lr * direction(g, w, m, v, r, t, T)``, torch.optim style.
 
     Subclasses set ``_direction`` (the compiled rule), ``_averages`` (which running
-    averages the rule reads, a subset of ("m", "v", "r")), ``_betas`` (beta1, beta2,
-    beta3), ``_bias_correction``, ``_needs_total_steps`` and ``_reads_weights``.
+    averages the rule reads, a subset of ("m", "v", "r")), ``_betas`` (the default
+    beta1, beta2, beta3), ``_bias_correction``, ``_needs_total_steps`` and
+    ``_reads_weights``.
 
     Per step, for each parameter: g = grad (negated when ``maximize``, plus
     ``weight_decay * w`` when set, as torch's SGD/Adam do); the averages are updated
     first (m = beta1 m + (1 - beta1) g, likewise v with g² and r with g³) and bias
     corrected when asked; the direction sees t = steps completed before this one.
     State is allocated lazily and holds only what the rule reads, plus ``step``.
+
+    Every param group has ``lr``, ``betas`` (beta1, beta2, beta3: what
+    ``OneCycleLR(cycle_momentum=True)`` cycles, as for torch's Adam), ``total_steps``,
+    ``weight_decay``, ``maximize``, ``foreach`` and ``capturable``.
+
+    ``capturable=True`` keeps ``state["step"]`` as a 0-dim float32 tensor on the
+    parameter's device (as torch's Adam does) and computes the bias corrections and
+    decays from it with tensor ops, so a step never reads a value back to the host
+    (``torch.compile`` and CUDA graphs can capture it); otherwise ``step`` is an int.
     """
 
     _direction = None
@@ -62,7 +97,7 @@ class RuleOptimizerBase(torch.optim.Optimizer):
     _reads_weights = True      # whether the direction reads w (False saves a copy per step)
 
     def __init__(self, params, lr=1e-3, *, total_steps=None, weight_decay=0.0,
-                 maximize=False, foreach=None):
+                 maximize=False, foreach=None, capturable=False):
         if not (isinstance(lr, (int, float)) or torch.is_tensor(lr)) or not lr >= 0.0:
             raise ValueError(f"Invalid learning rate: {lr!r} (must be a number >= 0)")
         if not weight_decay >= 0.0:
@@ -74,17 +109,30 @@ class RuleOptimizerBase(torch.optim.Optimizer):
                 "this rule uses a decay operand (ld, cd or rd), which needs the length of "
                 "training: pass total_steps=<number of optimizer steps you will take>"
             )
-        defaults = dict(lr=lr, total_steps=total_steps, weight_decay=weight_decay,
-                        maximize=maximize, foreach=foreach)
+        defaults = dict(lr=lr, betas=tuple(self._betas), total_steps=total_steps,
+                        weight_decay=weight_decay, maximize=maximize, foreach=foreach,
+                        capturable=bool(capturable))
         super().__init__(params, defaults)
+        self._flat_cache = {}      # see _flat_averages; never pickled (torch pickles only
+        self._flat_used = set()    # defaults, state and param_groups)
 
     def __setstate__(self, state):
         super().__setstate__(state)
+        self._flat_cache, self._flat_used = {}, set()
         for group in self.param_groups:
+            group.setdefault("betas", tuple(self._betas))
             group.setdefault("total_steps", None)
             group.setdefault("weight_decay", 0.0)
             group.setdefault("maximize", False)
             group.setdefault("foreach", None)
+            group.setdefault("capturable", False)
+
+    def add_param_group(self, param_group):
+        super().add_param_group(param_group)
+        betas = self.param_groups[-1]["betas"]
+        if len(betas) != 3 or not all(0.0 <= beta < 1.0 for beta in betas):
+            raise ValueError(f"Invalid betas: {betas!r} (must be (beta1, beta2, beta3), the "
+                             "decays of the averages of g, g² and g³, each in [0, 1))")
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -104,92 +152,153 @@ class RuleOptimizerBase(torch.optim.Optimizer):
                 if p.grad.is_sparse:
                     raise RuntimeError("rule optimizers do not support sparse gradients")
                 grads.append(p.grad)
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    for name in self._averages:
-                        state[name] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                self._init_state(p, group["capturable"])
             foreach = group["foreach"]
             if foreach is None:
                 foreach = all(p.device.type == "cuda" for p in params)
             update = self._update_foreach if foreach else self._update_each
             update(group, params, grads)
+        self._flat_cache = {key: self._flat_cache[key] for key in self._flat_used}
+        self._flat_used = set()
         return loss
 
-    def _effective_grads(self, group, params, grads):
-        if group["maximize"]:
-            grads = [-g for g in grads]
-        if group["weight_decay"] != 0:
-            grads = [g.add(p, alpha=group["weight_decay"]) for g, p in zip(grads, params)]
-        return grads
+    def _init_state(self, p, capturable):
+        """Allocate p's state on its first step; convert a loaded ``step`` to this group's
+        kind (int, or a 0-dim tensor when capturable)."""
+        state = self.state[p]
+        if not state:
+            state["step"] = (torch.zeros((), dtype=torch.float32, device=p.device)
+                             if capturable else 0)
+            for name in self._averages:
+                state[name] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        elif capturable and not torch.is_tensor(state["step"]):
+            state["step"] = torch.tensor(float(state["step"]), device=p.device)
+        elif not capturable and torch.is_tensor(state["step"]):
+            state["step"] = int(state["step"].item())
 
-    def _corrected(self, name, avg, step):
+    def _divisors(self, group, step, dtype):
+        """What each running average is divided by at ``step``: 1 - beta^step (None
+        without bias correction).  A tensor step (capturable) gives 0-dim tensors,
+        1 - beta^step computed as -expm1(step log beta), accurate in float32 too."""
         if not self._bias_correction:
-            return avg
-        beta = self._betas["mvr".index(name)]
-        return avg / (1.0 - beta ** step)
+            return [None] * len(self._averages)
+        betas = [group["betas"]["mvr".index(name)] for name in self._averages]
+        if not torch.is_tensor(step):
+            return [1.0 - beta ** step for beta in betas]
+        step = step.to(torch.float64 if dtype == torch.float64 else torch.float32)
+        return [torch.expm1(step * math.log(beta)).neg() if beta > 0.0
+                else torch.ones_like(step) for beta in betas]
+
+    def _direction_at(self, group, g, w, buffers, divisors, t):
+        """The direction of one piece of the parameters (a whole tensor, a slice of one,
+        or several concatenated): ``g``, ``w`` its gradient and weights; ``buffers`` its
+        running averages (in ``_averages`` order), updated here in place; ``divisors``
+        from :meth:`_divisors`; ``t`` the steps completed before this one."""
+        if group["maximize"]:
+            g = -g
+        if group["weight_decay"] != 0:
+            g = g.add(w, alpha=group["weight_decay"])
+        averages = {}
+        for name, buffer, divisor in zip(self._averages, buffers, divisors):
+            beta = group["betas"]["mvr".index(name)]
+            power = g if name == "m" else g * g if name == "v" else g * g * g
+            buffer.lerp_(power, 1.0 - beta)
+            averages[name] = buffer if divisor is None else buffer / divisor
+        return self._direction(g, w, averages.get("m"), averages.get("v"), averages.get("r"),
+                               t, group["total_steps"])
 
     def _update_each(self, group, params, grads):
-        lr, total = float(group["lr"]), group["total_steps"]
-        for p, g in zip(params, self._effective_grads(group, params, grads)):
-            state = self.state[p]
-            state["step"] += 1
-            step = state["step"]
-            avgs = {}
-            for name in self._averages:
-                beta = self._betas["mvr".index(name)]
-                power = g if name == "m" else g * g if name == "v" else g * g * g
-                state[name].lerp_(power, 1.0 - beta)
-                avgs[name] = self._corrected(name, state[name], step)
-            d = self._direction(g, p, avgs.get("m"), avgs.get("v"), avgs.get("r"), step - 1, total)
-            p.add_(d, alpha=-lr)
+        """Per-tensor path: each parameter in turn, whole."""
+        lr = float(group["lr"])
+        for p, g in zip(params, grads):
+            self.state[p]["step"] += 1
+            self._update_alone(group, p, g, lr, None)
+
+    def _update_alone(self, group, p, g, lr, slice_numel):
+        """One parameter: whole, or (when it and its state are contiguous) in slices of
+        ``slice_numel`` entries, each slice's averages, direction and update in turn."""
+        state = self.state[p]
+        step = state["step"]
+        buffers = [state[name] for name in self._averages]
+        divisors = self._divisors(group, step, p.dtype)
+        tensors = [p, g, *buffers]
+        if slice_numel is None or p.numel() <= slice_numel or not all(
+                x.is_contiguous() for x in tensors):
+            pieces = [tensors]
+        else:
+            pieces = zip(*(x.view(-1).split(slice_numel) for x in tensors))
+        for w, piece_g, *piece_buffers in pieces:
+            w.add_(self._direction_at(group, piece_g, w, piece_buffers, divisors, step - 1),
+                   alpha=-lr)
 
     def _update_foreach(self, group, params, grads):
-        """Multi-tensor path: the averages with ``torch._foreach_*``; the direction once
-        per batch of small parameters sharing device, dtype and step, on their flattened
-        concatenation (one kernel per primitive instead of one per tensor; large tensors
-        get their own call); the update with one ``_foreach_add_``.  Same arithmetic as
-        ``_update_each`` element by element; only random primitives draw their numbers
-        in a different order."""
-        lr, total = float(group["lr"]), group["total_steps"]
-        if group["maximize"]:
-            grads = torch._foreach_neg(grads)
-        if group["weight_decay"] != 0:
-            grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
-        steps = []
-        for p in params:
-            self.state[p]["step"] += 1
-            steps.append(self.state[p]["step"])
-        for name in self._averages:
-            beta = self._betas["mvr".index(name)]
-            buffers = [self.state[p][name] for p in params]
-            if name == "m":
-                powers = grads
-            elif name == "v":
-                powers = torch._foreach_mul(grads, grads)
+        """Multi-tensor path.  Small parameters sharing device, dtype and step are
+        updated in batches: averages and direction once on their concatenation (a few
+        kernels for the batch instead of a few per tensor; the averages live in
+        persistent flat buffers, see :meth:`_flat_averages`), then one
+        ``_foreach_add_``.  Large ones are updated alone, on the CPU in cache-sized
+        slices (see :func:`_cutting`); with a capturable step every parameter is updated
+        alone.  Same arithmetic as ``_update_each`` element by element; only random
+        primitives draw their numbers in a different order."""
+        lr = float(group["lr"])
+        capturable = group["capturable"]
+        cuts, batches = {}, {}
+        for p, g in zip(params, grads):
+            state = self.state[p]
+            state["step"] += 1
+            device = p.device
+            cut = cuts.get(device) or cuts.setdefault(device, _cutting(device))
+            if p.numel() <= cut[0] and not capturable:
+                batches.setdefault((device, p.dtype, state["step"]), []).append((p, g))
             else:
-                powers = torch._foreach_mul(torch._foreach_mul(grads, grads), grads)
-            torch._foreach_lerp_(buffers, powers, 1.0 - beta)
-        batches = {}
-        for i, p in enumerate(params):
-            alone = i if p.numel() > _CONCAT_MAX_NUMEL else -1
-            batches.setdefault((p.device, p.dtype, steps[i], alone), []).append(i)
-        for (_, _, step, _), index in batches.items():
-            batch = [params[i] for i in index]
-            g = _flat([grads[i] for i in index])
-            avgs = {}
+                self._update_alone(group, p, g, lr, cut[2])
+        for (device, _, step), members in batches.items():
+            for batch in _batches(members, cuts[device][1]):
+                if len(batch) == 1:
+                    self._update_alone(group, *batch[0], lr, None)
+                else:
+                    self._update_batch(group, batch, step, lr)
+
+    def _update_batch(self, group, batch, step, lr):
+        """Several (parameter, gradient) pairs at one int step, on their concatenation."""
+        params = [p for p, _ in batch]
+        sizes = [p.numel() for p in params]
+        flats = self._flat_averages(params, sizes)
+        g = torch.cat([grad.reshape(-1) for _, grad in batch])
+        w = None
+        if self._reads_weights or group["weight_decay"] != 0:
+            w = torch.cat([p.reshape(-1) for p in params])
+        d = self._direction_at(group, g, w, flats, self._divisors(group, step, g.dtype),
+                               step - 1)
+        if d.dim() == 0:
+            directions = [d.expand_as(p) for p in params]
+        else:
+            directions = [c.view_as(p) for c, p in zip(d.split(sizes), params)]
+        torch._foreach_add_(params, directions, alpha=-lr)
+
+    def _flat_averages(self, params, sizes):
+        """The running averages of a batch as persistent 1-D tensors (one per average),
+        each parameter's state entry being a view of its slice: the batch's averages
+        update in one kernel each, with no copy in or out.  Built from the state's
+        current values when the batch is new, or when an entry is no longer its view (a
+        loaded state dict, a replaced tensor); batches unused in a step are dropped."""
+        if not self._averages:
+            return []
+        key = tuple(map(id, params))
+        states = [self.state[p] for p in params]
+        cached = self._flat_cache.get(key)
+        if cached is None or not all(state[name] is view
+                                     for name, views in zip(self._averages, cached[1])
+                                     for state, view in zip(states, views)):
+            flats, views = [], []
             for name in self._averages:
-                avg = _flat([self.state[p][name] for p in batch])
-                if self._bias_correction:
-                    correction = 1.0 - self._betas["mvr".index(name)] ** step
-                    avg = avg.div_(correction) if len(batch) > 1 else avg / correction
-                avgs[name] = avg
-            w = _flat(batch) if self._reads_weights else None
-            d = self._direction(g, w, avgs.get("m"), avgs.get("v"), avgs.get("r"),
-                                step - 1, total)
-            if d.dim() == 0 or len(batch) == 1:
-                directions = [d.expand_as(p) for p in batch]
-            else:
-                directions = [c.view_as(p) for c, p in
-                              zip(d.split([p.numel() for p in batch]), batch)]
-            torch._foreach_add_(batch, directions, alpha=-lr)
+                flat = torch.cat([state[name].reshape(-1) for state in states])
+                pieces = [c.view(p.shape) for c, p in zip(flat.split(sizes), params)]
+                for state, piece in zip(states, pieces):
+                    state[name] = piece
+                flats.append(flat)
+                views.append(pieces)
+            cached = (flats, views)
+        self._flat_cache[key] = cached
+        self._flat_used.add(key)
+        return cached[0]
