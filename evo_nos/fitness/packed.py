@@ -55,6 +55,7 @@ from evo_nos.fitness.models import ChildNet, make_child
 from evo_nos.fitness.tasks import Task
 from evo_nos.fitness.train import RunResult, epoch_steps, final_evaluation, sweep_verdict
 from evo_nos.optim.kernels import compile_direction
+from evo_nos.optim.standalone import running_averages
 
 # On the CPU, elementwise kernels run vectorised on whole groups of this many floats and
 # scalar code on the rest; a parameter whose size is a multiple of it meets the same code
@@ -366,15 +367,10 @@ class PackedRules:
         return v[start] if stop is None else v[start:stop]
 
     def _averages(self, names, grads, buffers, step):
-        out = {}
-        for name in names:
-            beta = self.betas["mvr".index(name)]
-            g = grads
-            power = g if name == "m" else g * g if name == "v" else g * g * g
-            buffers[name].lerp_(power, 1.0 - beta)
-            avg = buffers[name]
-            out[name] = avg / (1.0 - beta ** step) if self.settings.bias_correction else avg
-        return out
+        divisors = [1.0 - self.betas["mvr".index(n)] ** step if self.settings.bias_correction
+                    else None for n in names]
+        return running_averages(grads, names, [buffers[n] for n in names], self.betas,
+                                divisors)
 
     @torch.no_grad()
     def step(self) -> None:

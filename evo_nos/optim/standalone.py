@@ -35,6 +35,21 @@ def decay_values(t, T, cd_periods, rd_periods):
     return linear, cosine, restart
 
 
+def running_averages(g, names, buffers, betas, divisors):
+    """Update the running averages ``names`` (of "m", "v", "r": of g, g², g³) in place,
+    ``buffer = beta·buffer + (1 - beta)·power`` as ``lerp_``, with ``betas`` = (beta1,
+    beta2, beta3); return them by name, each divided by its divisor (1 - beta^t, the
+    bias correction; None: as is).  The one definition of the averages: every update
+    path of :class:`RuleOptimizerBase` and evo_nos's packed trainer run it."""
+    out = {}
+    for name, buffer, divisor in zip(names, buffers, divisors):
+        beta = betas["mvr".index(name)]
+        power = g if name == "m" else g * g if name == "v" else g * g * g
+        buffer.lerp_(power, 1.0 - beta)
+        out[name] = buffer if divisor is None else buffer / divisor
+    return out
+
+
 def _cutting(device):
     """How the multi-tensor path divides a device's parameters into pieces:
     ``(concat_max, batch_max, slice_numel)``.  Tensors of at most ``concat_max`` entries
@@ -198,12 +213,7 @@ class RuleOptimizerBase(torch.optim.Optimizer):
             g = -g
         if group["weight_decay"] != 0:
             g = g.add(w, alpha=group["weight_decay"])
-        averages = {}
-        for name, buffer, divisor in zip(self._averages, buffers, divisors):
-            beta = group["betas"]["mvr".index(name)]
-            power = g if name == "m" else g * g if name == "v" else g * g * g
-            buffer.lerp_(power, 1.0 - beta)
-            averages[name] = buffer if divisor is None else buffer / divisor
+        averages = running_averages(g, self._averages, buffers, group["betas"], divisors)
         return self._direction(g, w, averages.get("m"), averages.get("v"), averages.get("r"),
                                t, group["total_steps"])
 
