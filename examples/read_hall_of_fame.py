@@ -33,13 +33,14 @@ def main(argv: list[str]) -> None:
         sys.exit("no searches yet: run python -m evo_nos.run (or examples/search_api.py)")
     run_id = argv[0] if argv else runs[-1].run_id
 
-    # 2. its hall of fame: rank, rule, math form, fitness (mean over seeds ± SE), best lr
+    # 2. its hall of fame: rank, rule, readable form, fitness (mean over seeds ± SE), best lr
     rows = load_hall_of_fame(run_id)
     print(f"\nhall of fame of {run_id}:")
     for row in rows:
         se = f" ± {row['fitness_se']:.4f}" if row.get("fitness_se") is not None else ""
+        shown = row.get("readable") or row.get("math", "")    # simplified; older tables: math
         print(f"  #{row['rank']:<2} {row['fitness']:.4f}{se} ({row.get('seeds', 1)} seeds)  "
-              f"lr {row.get('best_lr')!s:<6} {row['rule']}   = {row.get('math', '')}")
+              f"lr {row.get('best_lr')!s:<6} {row['rule']}   = {shown}")
 
     # 3. the best-fitness curve against compute: metrics are stepped by optimizer steps
     # of child training; the param steps_per_training turns them into child trainings

@@ -11,21 +11,12 @@ from evo_nos.core.primitives import RuleSettings
 from evo_nos.optim.optimizer import RuleOptimizer
 from evo_nos.core.rules import RuleSyntaxError
 from evo_nos.optim.schedules import LinearCosineDecay, NoisyLinearCosineDecay
+from tiny_problem import batch, small_net
 
 E = math.e
 
 
-# ---- a small network and a fixed batch --------------------------------------------------
-
-def small_net(seed=0):
-    torch.manual_seed(seed)
-    return torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
-
-
-def batch(seed=1):
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(16, 4, generator=gen), torch.randint(0, 3, (16,), generator=gen)
-
+# ---- training on the small network of tiny_problem ---------------------------------------
 
 def train(model, opt, steps=20, scheduler=None):
     x, y = batch()

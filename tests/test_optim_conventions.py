@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from evo_nos.optim.export import export
+from tiny_problem import batch as data, small_net as net
 
 RULES = {"sgd": "ExpSGD", "adam": "ExpAdam", "powersign-cd": "ExpPowerSignCd",
          "add(mul(eps_t, 1), g)": "ExpNoisy"}
@@ -34,16 +35,6 @@ def classes(tmp_path_factory):
     yield out
     for name in RULES.values():
         sys.modules.pop(f"conventions_{name.lower()}", None)
-
-
-def net(seed=0):
-    torch.manual_seed(seed)
-    return torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
-
-
-def data(seed=1):
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(16, 4, generator=gen), torch.randint(0, 3, (16,), generator=gen)
 
 
 def loss_of(model):

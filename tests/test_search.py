@@ -6,6 +6,7 @@ import pickle
 import pytest
 import torch
 
+from evo_nos.core.algebra import readable, readable_latex
 from evo_nos.fitness.evaluation import Evaluation
 from evo_nos.operators.space import SearchSpace
 from evo_nos.core.rules import Rule
@@ -79,8 +80,11 @@ def test_hall_of_fame_views_and_state():
     row = hof.rows()[0]
     assert row == {"rank": 1, "rule": TARGET, "name": "powersign",
                    "math": Rule.parse(TARGET).math, "latex": Rule.parse(TARGET).latex,
+                   "simplified": TARGET, "readable": readable(Rule.parse(TARGET)),
+                   "readable_latex": readable_latex(Rule.parse(TARGET)),
                    "fitness": 0.9, "fitness_se": None, "seeds": 1, "best_lr": 0.1,
-                   "complexity": 6, "status": "ok"}
+                   "complexity": 6, "simplified_complexity": 6, "variants": 1,
+                   "status": "ok"}
     assert f"`{TARGET}`" in hof.markdown() and "Pareto front" in hof.markdown()
     assert "powersign" in hof.table_text()
     copy = HallOfFame(size=9)

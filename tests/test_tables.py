@@ -7,6 +7,7 @@ import math
 import pandas as pd
 import pytest
 
+from evo_nos.core.algebra import readable_latex
 from evo_nos.core.rules import Rule
 from evo_nos.core.tables import markdown, records, write_table
 from evo_nos.experiments.compare import SHOWN, SearchCurve, compare, summarise
@@ -24,8 +25,9 @@ from evo_nos.tracking import Tracker, list_artifacts, load_artifact_text, load_h
 from mlflow_store import fresh_store
 
 POWERSIGN = "mul(exp(mul(sign_g, sign_m)), g)"
-HOF_COLUMNS = ["rank", "rule", "name", "math", "latex", "fitness", "fitness_se", "seeds",
-               "best_lr", "complexity", "status"]
+HOF_COLUMNS = ["rank", "rule", "name", "math", "latex", "simplified", "readable",
+               "readable_latex", "fitness", "fitness_se", "seeds", "best_lr", "complexity",
+               "simplified_complexity", "variants", "status"]
 
 
 def ev(rule, fitness, best_lr=0.1, status="ok"):
@@ -91,14 +93,19 @@ def test_hall_of_fame_frame_has_the_table_columns_and_values_best_first():
     powersign, mul, adam = (Rule.parse(r) for r in (POWERSIGN, "mul(g, m)", "adam"))
     assert records(frame) == [
         {"rank": 1, "rule": POWERSIGN, "name": "powersign", "math": powersign.math,
-         "latex": powersign.latex, "fitness": 0.9, "fitness_se": None, "seeds": 1,
-         "best_lr": 0.1, "complexity": 6, "status": "ok"},
+         "latex": powersign.latex, "simplified": POWERSIGN,
+         "readable": "g·exp(sign(g)·sign(m̂))", "readable_latex": readable_latex(powersign),
+         "fitness": 0.9, "fitness_se": None, "seeds": 1, "best_lr": 0.1, "complexity": 6,
+         "simplified_complexity": 6, "variants": 1, "status": "ok"},
         {"rank": 2, "rule": "mul(g, m)", "name": "", "math": mul.math, "latex": mul.latex,
+         "simplified": "mul(g, m)", "readable": "g·m̂", "readable_latex": r"g \cdot \hat{m}",
          "fitness": 0.7, "fitness_se": None, "seeds": 1, "best_lr": None, "complexity": 3,
-         "status": "ok"},
+         "simplified_complexity": 3, "variants": 1, "status": "ok"},
         {"rank": 3, "rule": "adam", "name": "adam", "math": adam.math, "latex": adam.latex,
+         "simplified": "adam", "readable": "m̂/(√v̂ + ε_adam)",
+         "readable_latex": r"\frac{\hat{m}}{\sqrt{\hat{v}} + \epsilon_{\mathrm{adam}}}",
          "fitness": 0.6, "fitness_se": None, "seeds": 1, "best_lr": 0.01, "complexity": 1,
-         "status": "cached"}]
+         "simplified_complexity": 1, "variants": 1, "status": "cached"}]
     pd.testing.assert_frame_equal(hof.to_frame(), frame)
     assert hof.rows() == records(frame)
 
@@ -117,31 +124,32 @@ def test_an_empty_hall_of_fame_has_empty_frames_with_the_columns():
     assert list(hof.frame.columns) == HOF_COLUMNS and hof.frame.empty
     assert list(hof.pareto_frame().columns) == HOF_COLUMNS[1:]
     assert hof.rows() == [] and hof.pareto_rows() == []
-    assert hof.table_text() == "  #   fitness     ± SE  seeds       lr   cx  rule"
+    assert hof.table_text() == "  #   fitness     ± SE  seeds       lr   cx  var  rule"
 
 
 def test_hall_of_fame_markdown_and_terminal_table_render_the_frames():
     hof = small_hall_of_fame()
     frame, front = hof.frame, hof.pareto_frame()
     shown = {"formats": {"fitness": ".4f", "fitness_se": ".4f"}, "code": ("rule",),
-             "headers": {"fitness": "fitness (mean)", "fitness_se": "± SE"}}
+             "headers": {"fitness": "fitness (mean)", "fitness_se": "± SE",
+                         "simplified_complexity": "complexity"}}
     assert hof.markdown() == (
         "## Hall of fame (top 3)\n\n"
-        + markdown(frame[["rank", "fitness", "fitness_se", "seeds", "rule", "math", "best_lr",
-                          "complexity", "name"]], **shown)
+        + markdown(frame[["rank", "fitness", "fitness_se", "seeds", "rule", "readable",
+                          "best_lr", "simplified_complexity", "variants", "name"]], **shown)
         + "\n## Pareto front (best rule per complexity)\n\n"
-        + markdown(front[["complexity", "fitness", "fitness_se", "seeds", "rule", "math",
-                          "best_lr"]], **shown))
+        + markdown(front[["simplified_complexity", "fitness", "fitness_se", "seeds", "rule",
+                          "readable", "best_lr", "variants"]], **shown))
     lines = hof.markdown().splitlines()
-    assert lines[2] == ("| rank | fitness (mean) | ± SE | seeds | rule | math | best_lr "
-                        "| complexity | name |")
-    assert lines[4] == (f"| 1 | 0.9000 |  | 1 | `{POWERSIGN}` | {Rule.parse(POWERSIGN).math} "
-                        "| 0.1 | 6 | powersign |")
+    assert lines[2] == ("| rank | fitness (mean) | ± SE | seeds | rule | readable | best_lr "
+                        "| complexity | variants | name |")
+    assert lines[4] == (f"| 1 | 0.9000 |  | 1 | `{POWERSIGN}` | g·exp(sign(g)·sign(m̂)) "
+                        "| 0.1 | 6 | 1 | powersign |")
     assert hof.table_text(width=20).splitlines() == [
-        "  #   fitness     ± SE  seeds       lr   cx  rule",
-        "  1    0.9000               1      0.1    6  mul(exp(mul(sign_g,…  (powersign)",
-        "  2    0.7000               1             3  mul(g, m)",
-        "  3    0.6000               1     0.01    1  adam  (adam)"]
+        "  #   fitness     ± SE  seeds       lr   cx  var  rule",
+        "  1    0.9000               1      0.1    6    1  mul(exp(mul(sign_g,…  (powersign)",
+        "  2    0.7000               1             3    1  mul(g, m)",
+        "  3    0.6000               1     0.01    1    1  adam  (adam)"]
 
 
 def test_hall_of_fame_shows_the_standard_error_of_a_rule_scored_on_several_seeds():
@@ -152,9 +160,9 @@ def test_hall_of_fame_shows_the_standard_error_of_a_rule_scored_on_several_seeds
     assert [(r["fitness"], r["fitness_se"], r["seeds"]) for r in hof.rows()] == [
         (0.55, 0.0123, 3)]
     assert hof.markdown().splitlines()[4] == (
-        "| 1 | 0.5500 | 0.0123 | 3 | `g` | g | 0.1 | 1 | sgd |")
+        "| 1 | 0.5500 | 0.0123 | 3 | `g` | g | 0.1 | 1 | 1 | sgd |")
     assert hof.table_text().splitlines()[1] == (
-        "  1    0.5500   0.0123      3      0.1    1  g  (sgd)")
+        "  1    0.5500   0.0123      3      0.1    1    1  g  (sgd)")
 
 
 def test_a_search_logs_its_hall_of_fame_as_json_and_csv_from_the_frame(tmp_path):

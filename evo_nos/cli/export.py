@@ -12,6 +12,7 @@ import dataclasses
 import sys
 
 from evo_nos.cli.options import parse_settings
+from evo_nos.core.algebra import readable, simplify
 from evo_nos.core.known import resolve
 from evo_nos.core.primitives import RuleSettings
 from evo_nos.core.rules import Rule
@@ -74,6 +75,9 @@ def main(argv: "list[str] | None" = None) -> int:
     except ValueError as err:
         parser.error(str(err))
     print(f"wrote {py_path} and {json_path}: {rule.math}")
+    simple = simplify(rule)
+    if simple != rule:
+        print(f"  simplified: {readable(rule)}  (the same rule as {simple})")
     return 0
 
 

@@ -96,23 +96,6 @@ def auto_pack(task: Task, data: DeviceData) -> int:
 # ---------------------------------------------------------------------------------------
 # the packed network
 # ---------------------------------------------------------------------------------------
-class _BatchedLinear(torch.autograd.Function):
-    """``x[k] @ w[k].T + b[k]`` for every child k, with the gradients computed as
-    ``F.linear``'s are (so that each child's numbers equal the single-child ones)."""
-
-    @staticmethod
-    def forward(ctx, x, w, b):          # x [K, B, F], w [K, O, F], b [K, O]
-        ctx.save_for_backward(x, w)
-        return torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
-
-    @staticmethod
-    def backward(ctx, grad):            # grad [K, B, O]
-        x, w = ctx.saved_tensors
-        grad_x = torch.bmm(grad, w) if ctx.needs_input_grad[0] else None
-        grad_w = torch.bmm(grad.transpose(1, 2).contiguous(), x)
-        return grad_x, grad_w, grad.sum(1)
-
-
 def _packed(parts: list[torch.Tensor]) -> torch.Tensor:
     """Per-child tensors as one, child after child: 1-D and 4-D ones concatenated (a
     convolution weight becomes ``[K·C, ...]`` in the children's memory layout), the head's

@@ -174,8 +174,10 @@ def load_table(run_id: str, path: str, tracking_uri: str | None = None) -> list[
 
 
 def load_hall_of_fame(run_id: str, tracking_uri: str | None = None) -> list[dict]:
-    """The hall of fame a search logged (rows: rank, rule, name, math, latex, fitness,
-    best_lr, complexity, status), best first.
+    """The hall of fame a search logged (rows: the columns of
+    :data:`evo_nos.search.hall_of_fame.COLUMNS`; tables logged before the simplified
+    forms lack ``simplified``, ``readable``, ``readable_latex``,
+    ``simplified_complexity`` and ``variants``), best first.
 
     A search still running has logged no table yet: its ``best_rule`` tag is returned
     as the only row.  A run that is no search is refused, saying what it is.

@@ -21,8 +21,9 @@ What a search logs.  One parent run per search:
   ``hurdled``, ``rescored``, ``candidates_per_min``, ``final_trainings``;
 * artifacts at the end (also when interrupted): ``hall_of_fame.json`` (a table of
   :meth:`HallOfFame.to_frame <evo_nos.search.HallOfFame.to_frame>`: rank, rule, name,
-  math, latex, fitness (the mean over seeds), fitness_se, seeds, best_lr, complexity,
-  status) and the same as
+  math, latex, simplified, readable, readable_latex, fitness (the mean over seeds),
+  fitness_se, seeds, best_lr, complexity, simplified_complexity, variants, status) and
+  the same as
   ``hall_of_fame.csv``, ``pareto_front.json``, ``hall_of_fame.md``, ``evaluations.json``
   (every candidate), ``best_fitness.png``, and the best rule exported as
   ``best_optimizer/<Class>.py`` plus its JSON spec;
