@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from evo_nos.core.known import resolve
+from evo_nos.core.primitives import RuleSettings
 from evo_nos.core.threads import torch_threads
 from evo_nos.fitness import packed
 from evo_nos.fitness.backend import FitnessBackend, candidate_seed, chunked, train_candidates
@@ -219,3 +220,21 @@ def test_grouped_layout_matches_lone_trainings_within_tolerance(task, data):
         lone, _, _ = alone(child, data, task, 0.5)
         for mine, theirs in zip(pack.child_views(k), lone.parameters()):
             assert (mine - theirs).abs().max() <= 1e-4 * theirs.abs().max()
+
+
+def test_rule_settings_reach_every_training_and_the_fitness_key(task, data):
+    """bias_correction=false: the backend trains with it (the scores are those of
+    score_rule with the same settings, and differ from the default ones), logs it as
+    rule.bias_correction and refuses a cache scored without it."""
+    settings = RuleSettings(bias_correction=False)
+    backend = FitnessBackend(task, seed=3, settings={"bias_correction": False})
+    [got] = backend.evaluate(["adam"])
+    seed = candidate_seed(backend.seed, got.fingerprint)
+    want = score_rule("adam", data, task, seed=seed, settings=settings)
+    assert (got.fitness, got.lr_scores) == (want.fitness, want.lr_scores)
+    assert got.lr_scores != score_rule("adam", data, task, seed=seed).lr_scores
+    assert backend.describe()["rule.bias_correction"] is False
+    assert "rule.beta1" not in backend.describe()
+    plain = FitnessBackend(task, seed=3)
+    with pytest.raises(ValueError, match="rule settings"):
+        plain.load_state_dict(backend.state_dict())

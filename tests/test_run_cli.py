@@ -186,3 +186,28 @@ def test_a_bad_funnel_or_hurdle_is_refused_by_name(tmp_path, store, capsys):
     with pytest.raises(SystemExit, match="funnel_seeds must be >= 0"):
         cli.main(["--preset", "smoke", "--quiet", "--out", str(tmp_path / "r"),
                   "--funnel-seeds", "-1"])
+
+
+def test_rule_settings_from_set_are_searched_logged_and_exported(tmp_path, store):
+    assert cli.main(["--preset", "smoke", "--quiet", "--out", str(tmp_path / "runs"),
+                     "--budget", "3", "--strategy", "random", "--funnel-seeds", "0",
+                     "--set", "bias_correction=false", "--set", "beta1=0.8"]) == 0
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert load_checkpoint(folder)["config"]["rule_settings"] == {"bias_correction": False,
+                                                                   "beta1": 0.8}
+    (run,) = parent_runs(store)
+    assert run.data.params["rule.bias_correction"] == "False"
+    assert run.data.params["rule.beta1"] == "0.8"
+    client = MlflowClient(store)
+    (spec,) = [f.path for f in client.list_artifacts(run.info.run_id, "best_optimizer")
+               if f.path.endswith(".json")]
+    exported = json.loads(open(client.download_artifacts(run.info.run_id, spec,
+                                                         str(tmp_path))).read())
+    assert exported["settings"]["bias_correction"] is False
+    assert exported["settings"]["beta1"] == 0.8
+
+
+def test_a_bad_rule_setting_is_refused_by_name(tmp_path, store):
+    with pytest.raises(SystemExit, match="beta1 must be in"):
+        cli.main(["--preset", "smoke", "--quiet", "--out", str(tmp_path / "r"),
+                  "--set", "beta1=1.5"])

@@ -10,6 +10,7 @@ import ast
 import sys
 
 from evo_nos.core.known import REFERENCE_NAMES
+from evo_nos.core.primitives import RuleSettings
 from evo_nos.fitness.factory import JOBLIB_BACKENDS
 from evo_nos.operators.space import ROOTS
 from evo_nos.search.defaults import (DEFAULT_BUDGETS, DEFAULT_HALL_OF_FAME, DEFAULT_OUT,
@@ -95,8 +96,23 @@ def strategy_settings_from(args, strategies=None) -> dict:
         if value is not None:
             settings[key] = typed_value(key, value, defaults.get(key)) \
                 if isinstance(value, str) else value
-    settings.update(parse_settings(getattr(args, "settings", None), defaults))
+    items = [i for i in getattr(args, "settings", None) or []
+             if split_setting(i)[0] not in RULE_SETTINGS]
+    settings.update(parse_settings(items, defaults))
     return settings
+
+
+RULE_SETTINGS = RuleSettings().as_dict()     # the primitive set's settings and defaults
+
+
+def rule_settings_from(args) -> dict:
+    """The primitive-set settings (:class:`RuleSettings`: bias correction, the betas, ε's
+    noise, drop rescaling, ...) a command line's ``--set`` gives, checked; {} for none."""
+    items = [i for i in getattr(args, "settings", None) or []
+             if split_setting(i)[0] in RULE_SETTINGS]
+    out = parse_settings(items, RULE_SETTINGS)
+    RuleSettings.from_dict(out)                 # a bad value is refused here, by name
+    return out
 
 
 def space_args_from(args) -> dict:
@@ -199,7 +215,10 @@ def add_search_options(p: argparse.ArgumentParser) -> None:
     for key, text in _named_strategy_options().items():
         st.add_argument("--" + key.replace("_", "-"), dest=key, metavar="VALUE", help=text)
     st.add_argument("--set", dest="settings", action="append", metavar="KEY=VALUE",
-                    help="any strategy setting (repeatable), e.g. --set population=50")
+                    help="any strategy setting (repeatable), e.g. --set population=50, or a "
+                         "setting of the primitive set, e.g. --set bias_correction=false "
+                         f"(one of {', '.join(RULE_SETTINGS)}): it applies to every "
+                         "training of the search and to its exported optimizer")
     add_tracking_options(p)
     o = p.add_argument_group("output")
     o.add_argument("--run-name", help="MLflow run name")

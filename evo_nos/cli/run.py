@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from evo_nos.cli.options import (EXIT_INTERRUPTED, add_search_options, funnel_args_from,
-                                 space_args_from, strategy_settings_from)
+                                 rule_settings_from, space_args_from, strategy_settings_from)
 from evo_nos.cli.campaign import main as campaign_main, wants_campaign
 from evo_nos.fitness.data import DataError
 from evo_nos.fitness.factory import joblib_backend, make_backend
@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         n_jobs = args.n_jobs or 1
         try:
             strategy_args = strategy_settings_from(args, [strategy_name])
+            rule_settings = rule_settings_from(args)
             funnel = funnel_args_from(args)
         except (argparse.ArgumentTypeError, ValueError) as err:
             raise SystemExit(f"error: {err}") from None
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             "joblib_backend": args.backend or "loky",
             "strategy_args": strategy_args, "space_args": space_args_from(args),
             "experiment": args.experiment or DEFAULT_EXPERIMENT,
-            "funnel": funnel, "hurdle": args.hurdle,
+            "funnel": funnel, "hurdle": args.hurdle, "rule_settings": rule_settings,
         }
         budget = args.budget or default_budget(config["preset"])
         joblib_name = config["joblib_backend"]
@@ -146,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
                         batch_size=args.batch_size or default_batch_size(n_jobs),
                         hall_of_fame_size=args.hall_of_fame or DEFAULT_HALL_OF_FAME,
                         checkpoint_dir=directory, tracker=tracker, progress=not args.quiet,
-                        run_name=args.run_name, config=config, **config["funnel"])
+                        run_name=args.run_name, config=config,
+                        export_settings=config["rule_settings"] or None, **config["funnel"])
 
     with contextlib.ExitStack() as stack:
         try:

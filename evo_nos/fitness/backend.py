@@ -85,6 +85,7 @@ from evo_nos.fitness.tasks import Task, load_task
 from evo_nos.fitness.packed import TRAINING_ERRORS, score_rules
 from evo_nos.fitness.train import protocol_steps, score_rule, task_data
 from evo_nos.core.known import resolve
+from evo_nos.core.primitives import RuleSettings
 from evo_nos.core.rules import Rule
 
 STATE_VERSION = 1
@@ -138,7 +139,7 @@ def clear_worker_data() -> None:
 
 
 def train_candidates(jobs: list[tuple[str, int]], task: Task, device: str,
-                     hurdle: float | None = None) -> list[dict]:
+                     hurdle: float | None = None, settings: dict | None = None) -> list[dict]:
     """Score ``(rule, seed)`` jobs (in a joblib worker or in-process); returns their
     Evaluation.to_dict(), in order.
 
@@ -151,13 +152,16 @@ def train_candidates(jobs: list[tuple[str, int]], task: Task, device: str,
     """
     device = resolve_device(device)
     data = worker_data(task, device)  # a missing dataset is the user's to fix: let it raise
+    settings = RuleSettings.from_dict(settings or {})
     if task.model == "child":
-        return [e.to_dict() for e in score_rules(jobs, data, task, hurdle=hurdle)]
+        return [e.to_dict() for e in score_rules(jobs, data, task, hurdle=hurdle,
+                                                 settings=settings)]
     out = []
     for rule, seed in jobs:
         start = time.perf_counter()
         try:
-            evaluation = score_rule(rule, data, task, seed=seed, hurdle=hurdle)
+            evaluation = score_rule(rule, data, task, seed=seed, hurdle=hurdle,
+                                    settings=settings)
         except TRAINING_ERRORS as err:
             evaluation = Evaluation(rule=rule, fitness=0.0, status=DIVERGED, trainings=1,
                                     seconds=time.perf_counter() - start,
@@ -188,9 +192,9 @@ def chunked(items: list, n_jobs) -> list[list]:
 
 
 def _parallel(jobs: list[tuple[str, int]], task: Task, device: str, n_jobs,
-              hurdle: float | None = None) -> list[Evaluation]:
+              hurdle: float | None = None, settings: dict | None = None) -> list[Evaluation]:
     """Evaluations of ``(rule, seed)`` jobs, one packed job per joblib worker."""
-    calls = [joblib.delayed(train_candidates)(chunk, task, device, hurdle)
+    calls = [joblib.delayed(train_candidates)(chunk, task, device, hurdle, settings)
              for chunk in chunked(jobs, n_jobs)]
     return [Evaluation.from_dict(r) for part in joblib.Parallel(n_jobs=n_jobs)(calls)
             for r in part]
@@ -218,11 +222,13 @@ class FitnessBackend:
         hurdle: a quantile in (0, 1): skip the final run of candidates whose sweep falls
             below it (None: no hurdle, the paper's protocol).
         hurdle_warmup: best sweep scores to see before the hurdle applies.
+        settings: the primitive set's settings (:class:`RuleSettings` or its dict; the
+            changed ones are logged as ``rule.<key>`` and are part of the fitness key).
     """
 
     def __init__(self, task: Task | str, *, seed: int = 0, n_jobs: int | None = 1,
                  device: str = "auto", hurdle: float | None = None,
-                 hurdle_warmup: int = 10):
+                 hurdle_warmup: int = 10, settings: RuleSettings | dict | None = None):
         self.task = load_task(task) if isinstance(task, str) else task
         if not isinstance(self.task, Task):
             raise TypeError(f"task must be a Task or a preset name, got {type(task).__name__}")
@@ -235,6 +241,13 @@ class FitnessBackend:
         if hurdle_warmup < 1:
             raise ValueError(f"hurdle_warmup must be >= 1 sweep, got {hurdle_warmup}")
         self.hurdle, self.hurdle_warmup = hurdle, int(hurdle_warmup)
+        if isinstance(settings, RuleSettings):
+            settings = settings.as_dict()
+        self.settings = RuleSettings.from_dict(settings or {})
+        defaults = RuleSettings().as_dict()
+        # the settings that differ from the defaults: what is logged and checkpointed
+        self.changed_settings = {k: v for k, v in self.settings.as_dict().items()
+                                 if v != defaults[k]}
         self.steps_per_training = protocol_steps(
             self.task, max(1, self.task.n_train // self.task.batch_size))
         self.cache: dict[str, Evaluation] = {}
@@ -251,7 +264,7 @@ class FitnessBackend:
         if result is None:
             t = self.task
             result = screen(rule, steps=t.probe_steps, dim=t.probe_dim,
-                            digits=t.fingerprint_digits)
+                            digits=t.fingerprint_digits, settings=self.settings)
             self._screens[rule.canonical] = result
         return result
 
@@ -295,7 +308,8 @@ class FitnessBackend:
             return []
         jobs = [(p.rule.canonical, candidate_seed(self.seed, p.screen.fingerprint))
                 for p in pending]
-        out = _parallel(jobs, self.task, self.device, self.n_jobs, self.threshold())
+        out = _parallel(jobs, self.task, self.device, self.n_jobs, self.threshold(),
+                        self.changed_settings)
         for evaluation in out:
             finite = [v for v in evaluation.lr_scores.values() if math.isfinite(v)]
             if finite:
@@ -320,7 +334,8 @@ class FitnessBackend:
                 jobs.append((known.rule, candidate_seed(self.seed, known.fingerprint,
                                                         replicate)))
                 owners.append(i)
-        results = _parallel(jobs, self.task, self.device, self.n_jobs)
+        results = _parallel(jobs, self.task, self.device, self.n_jobs,
+                            settings=self.changed_settings)
         out = [dataclasses.replace(e, trainings=0, steps=0, seconds=0.0) for e in evaluations]
         for i, evaluation in enumerate(evaluations):
             new = [r for r, owner in zip(results, owners) if owner == i]
@@ -366,6 +381,7 @@ class FitnessBackend:
         """The fitness cache and counters as plain picklable data (for checkpoints)."""
         return {"version": STATE_VERSION, "seed": self.seed, "task": self.task.described(),
                 "hurdle": [self.hurdle, self.hurdle_warmup], "sweeps": list(self.sweeps),
+                "settings": dict(self.changed_settings),
                 "cache": {fp: ev.to_dict() for fp, ev in self.cache.items()},
                 "stats": dict(self.stats)}
 
@@ -382,9 +398,12 @@ class FitnessBackend:
             hurdle = [None, self.hurdle_warmup]      # no hurdle: the warm-up is moot
         mine_hurdle = [self.hurdle, self.hurdle_warmup if self.hurdle is not None
                        else hurdle[1]]
-        if differ or state["seed"] != self.seed or list(hurdle) != mine_hurdle:
+        settings_differ = state.get("settings", {}) != self.changed_settings
+        if differ or state["seed"] != self.seed or list(hurdle) != mine_hurdle or \
+                settings_differ:
             what = differ + (["seed"] if state["seed"] != self.seed else []) + \
-                (["hurdle"] if list(hurdle) != mine_hurdle else [])
+                (["hurdle"] if list(hurdle) != mine_hurdle else []) + \
+                (["rule settings"] if settings_differ else [])
             raise ValueError(f"this fitness cache was scored with other settings ({what}); "
                              "resume with the same preset, data and seed")
         self.cache = {fp: Evaluation.from_dict(ev) for fp, ev in state["cache"].items()}
@@ -400,6 +419,7 @@ class FitnessBackend:
                      "steps_per_training": self.steps_per_training}
         if self.hurdle is not None:
             out.update(hurdle=self.hurdle, hurdle_warmup=self.hurdle_warmup)
+        out.update({f"rule.{k}": v for k, v in self.changed_settings.items()})
         for key, value in self.task.described().items():
             if isinstance(value, (list, tuple)):
                 value = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
