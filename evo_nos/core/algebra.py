@@ -640,6 +640,15 @@ class _Notation:
     def _label(self, expr) -> int:
         return self.labels.get((type(expr).__name__, int(expr.args[-1])), 0)
 
+    def _print_Mul(self, expr):
+        """A power of ten times a term reads as such (``10⁻³·w``), not as a fraction."""
+        coeff, rest = expr.as_coeff_Mul()
+        k = _ten_power(abs(coeff)) if coeff.is_Rational else None
+        if k is not None and rest != 1:
+            return ("-" if coeff < 0 else "") + self._scaled(abs(coeff), k, self._print(rest),
+                                                             rest.is_Add)
+        return super()._print_Mul(expr)
+
 
 class _TextPrinter(_Notation, StrPrinter):
     """sympy's str printer in the notation of ``Rule.math``."""
@@ -701,15 +710,8 @@ class _TextPrinter(_Notation, StrPrinter):
             return "1/" + self._grouped(base) + str(-exp).translate(_SUPER)
         return super()._print_Pow(expr, rational)
 
-    def _print_Mul(self, expr):
-        coeff, rest = expr.as_coeff_Mul()
-        k = _ten_power(abs(coeff)) if coeff.is_Rational else None
-        if k is not None and rest != 1:
-            text = self._print(rest)
-            if rest.is_Add:
-                text = f"({text})"
-            return f"{'-' if coeff < 0 else ''}{self._number(abs(coeff))}*{text}"
-        return super()._print_Mul(expr)
+    def _scaled(self, coeff, k: int, text: str, is_sum: bool) -> str:
+        return f"{self._number(coeff)}*" + (f"({text})" if is_sum else text)
 
 
 class _LatexPrinter(_Notation, LatexPrinter):
@@ -763,15 +765,8 @@ class _LatexPrinter(_Notation, LatexPrinter):
             return rf"\left({text}\right)^{{{exp}}}" if exp else text
         return super()._print_log(expr, exp)
 
-    def _print_Mul(self, expr):
-        coeff, rest = expr.as_coeff_Mul()
-        k = _ten_power(abs(coeff)) if coeff.is_Rational else None
-        if k is not None and rest != 1:
-            text = self._print(rest)
-            if rest.is_Add:
-                text = rf"\left({text}\right)"
-            return f"{'-' if coeff < 0 else ''}10^{{-{k}}} \\cdot {text}"
-        return super()._print_Mul(expr)
+    def _scaled(self, coeff, k: int, text: str, is_sum: bool) -> str:
+        return f"10^{{-{k}}} \\cdot " + (rf"\left({text}\right)" if is_sum else text)
 
 
 def _as_text(expr: sympy.Expr) -> str:
