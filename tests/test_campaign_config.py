@@ -9,6 +9,8 @@ import pytest
 from evo_nos.cli.campaign import build_parser, main, plan_from_args
 from evo_nos.cli.options import EXIT_ERROR, EXIT_OK
 from evo_nos.experiments.campaign import PLAN_KEYS, CampaignPlan, load_plan_file
+from evo_nos.experiments.references import fitness_key
+from evo_nos.fitness.factory import make_backend
 from evo_nos.strategies import strategy_names
 from mlflow_store import fresh_store
 
@@ -87,3 +89,20 @@ def test_the_smoke_file_runs_from_the_command_line(tmp_path, capsys):
     for name in ("evo", "rl", "random"):
         assert f"{name} seed 0" in printed.out
     assert printed.out.count(": finished, 2.0/2 trainings of compute") == 3, printed.out
+
+
+def test_rule_settings_reach_the_plan_its_searches_and_the_fitness_key(tmp_path):
+    plan = plan_of("--config", str(SMOKE), "--out", str(tmp_path),
+                   "--set", "bias_correction=false", "--set", "population=4")
+    assert plan.rule_settings == {"bias_correction": False}
+    assert plan.strategy_args == {"population": 4}
+    config = plan.config("evo", 0)
+    assert config["rule_settings"] == {"bias_correction": False}
+    assert "rule_settings" not in plan_of("--config", str(SMOKE)).config("evo", 0)
+    backend = make_backend(dict(config, preset=plan.preset))
+    assert backend.settings.bias_correction is False
+    default = make_backend(dict(plan_of("--config", str(SMOKE)).config("evo", 0),
+                                preset=plan.preset))
+    assert fitness_key(backend.describe()) != fitness_key(default.describe())
+    with pytest.raises(SystemExit, match="beta1 must be in"):
+        plan_of("--config", str(SMOKE), "--set", "beta1=2")

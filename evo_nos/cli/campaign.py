@@ -19,10 +19,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from evo_nos.cli.options import (EXIT_INTERRUPTED, EXIT_OK, RULE_SETTINGS,
-                                 add_search_options, error, funnel_args_from,
-                                 reference_names, rule_settings_from, space_args_from,
-                                 split_setting, strategy_settings_from)
+from evo_nos.cli.options import (EXIT_INTERRUPTED, EXIT_OK, add_search_options, error,
+                                 funnel_args_from, reference_names, rule_settings_from,
+                                 space_args_from, strategy_settings_from)
 from evo_nos.fitness.data import DataError
 from evo_nos.experiments.campaign import CampaignPlan, load_plan_file, run_campaign
 from evo_nos.experiments.compare import markdown
@@ -87,11 +86,12 @@ def plan_from_args(args: argparse.Namespace) -> CampaignPlan:
         values.pop("preset", None)
     elif args.preset:
         values.pop("fitness", None)
-    if rule_settings_from(args):
-        raise SystemExit("error: a campaign does not take settings of the primitive set "
-                         "yet (--set " + ", --set ".join(
-                             i for i in args.settings if split_setting(i)[0] in RULE_SETTINGS)
-                         + "); run each search with python -m evo_nos.run --set ...")
+    try:
+        rule_settings = rule_settings_from(args)
+    except (argparse.ArgumentTypeError, ValueError) as err:
+        raise SystemExit(f"error: {err}") from None
+    if rule_settings:
+        values["rule_settings"] = {**values.get("rule_settings", {}), **rule_settings}
     settings = strategy_settings_from(args, values["strategies"])
     if settings:
         values["strategy_args"] = {**values.get("strategy_args", {}), **settings}

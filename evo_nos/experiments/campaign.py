@@ -39,6 +39,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 from evo_nos.core.known import REFERENCE_NAMES
+from evo_nos.core.primitives import RuleSettings
 from evo_nos.experiments.compare import Report, compare, safe_name
 from evo_nos.experiments.references import score_references
 from evo_nos.fitness.factory import joblib_backend, make_backend
@@ -52,7 +53,7 @@ from evo_nos.strategies import make_strategy, strategy_names, strategy_settings
 from evo_nos.tracking import DEFAULT_EXPERIMENT, Tracker
 # what must agree between a campaign and a checkpoint it finds in its folder
 MUST_AGREE = ("preset", "fitness", "data", "strategy_args", "space_args", "experiment",
-              "funnel", "hurdle")
+              "funnel", "hurdle", "rule_settings")
 
 
 @dataclass
@@ -76,6 +77,7 @@ class CampaignPlan:
     space_args: dict = field(default_factory=dict)
     funnel: dict = field(default_factory=dict)  # Search's funnel_* / final_* (defaults: FUNNEL)
     hurdle: float | None = None             # the backend's hurdle quantile (None: none)
+    rule_settings: dict = field(default_factory=dict)  # RuleSettings fields that change
     experiment: str = DEFAULT_EXPERIMENT
     tracking_uri: str | None = None
     out: Path = Path(DEFAULT_OUT)
@@ -103,6 +105,8 @@ class CampaignPlan:
         self.out = Path(self.out)
         self.references = tuple(self.references)
         self.funnel = funnel_settings(self.funnel)
+        self.rule_settings = dict(self.rule_settings)
+        RuleSettings.from_dict(self.rule_settings)     # a bad one is refused, by name
 
     @property
     def preset_key(self) -> str:
@@ -130,6 +134,8 @@ class CampaignPlan:
             "strategy_args": self.settings_for(strategy), "space_args": dict(self.space_args),
             "experiment": self.experiment, "campaign": self.folder.name,
             "funnel": dict(self.funnel), "hurdle": self.hurdle,
+            # only when given, so campaigns from before the setting existed still agree
+            **({"rule_settings": dict(self.rule_settings)} if self.rule_settings else {}),
         }
 
 
@@ -234,7 +240,8 @@ def _one_search(plan: CampaignPlan, strategy_name: str, seed: int) -> SearchOutc
                         batch_size=batch, hall_of_fame_size=plan.hall_of_fame,
                         checkpoint_dir=directory, tracker=tracker, progress=plan.progress,
                         run_name=f"{strategy_name} seed {seed} ({plan.folder.name})",
-                        config=config, **config["funnel"])
+                        config=config, export_settings=config.get("rule_settings"),
+                        **config["funnel"])
         how = "new"
     result = search.run()
     best = result.best

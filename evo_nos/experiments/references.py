@@ -38,12 +38,13 @@ TABLE = "references.json"
 COLUMNS = ("name", "rule", "fitness", "status", "best_lr", "lr_scores")
 # Which settings define a score.  A backend's describe() is logged among a search's
 # params (beside the search's own), so the scoring settings are picked from both by a
-# positive rule: the task's fields (``task.*``) for the real backend, the probe and the
-# target for the stand-in; minus the fields that change how a score is computed, not
-# what it is (threads, evaluation batch size, the preset's name).
-_SCORING_PREFIXES = ("task.", "probe_")
+# positive rule: the task's fields (``task.*``) and the changed settings of the primitive
+# set (``rule.*``) for the real backend, the probe and the target for the stand-in; minus
+# the fields that change how a score is computed, not what it is (threads, evaluation
+# batch size, pack size, the preset's name).
+_SCORING_PREFIXES = ("task.", "probe_", "rule.")
 _SCORING_KEYS = ("target",)
-EXECUTION_KEYS = ("task.name", "task.threads", "task.eval_batch_size")
+EXECUTION_KEYS = ("task.name", "task.threads", "task.eval_batch_size", "task.pack")
 # the references drawn as lines in reports (the others are listed in the tables)
 HEADLINE = ("sgd", "momentum", "adam", "rmsprop", "signsgd", "powersign", "addsign")
 
