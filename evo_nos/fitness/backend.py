@@ -170,12 +170,6 @@ def train_candidates(jobs: list[tuple[str, int]], task: Task, device: str,
     return out
 
 
-def train_candidate(rule: str, seed: int, task: Task, device: str,
-                    hurdle: float | None = None) -> dict:
-    """:func:`train_candidates` of one job."""
-    return train_candidates([(rule, seed)], task, device, hurdle)[0]
-
-
 def chunked(items: list, n_jobs) -> list[list]:
     """``items`` split into as many contiguous, near-equal chunks as joblib has workers
     (each chunk is one worker's packed job)."""
@@ -431,5 +425,5 @@ class FitnessBackend:
                 f"n_jobs={self.n_jobs}, device={self.device!r}, cached={len(self.cache)})")
 
 
-__all__ = ["FitnessBackend", "candidate_seed", "train_candidate", "train_candidates", "worker_data",
+__all__ = ["FitnessBackend", "candidate_seed", "train_candidates", "worker_data",
            "clear_worker_data", "resolve_device", "load_task", "Task"]

@@ -63,8 +63,8 @@ from evo_nos.optim.standalone import running_averages
 # and AVX-512).  Smaller odd-sized ones (the head's bias) are updated child by child.
 VECTOR_ALIGN = 64
 
-# How a pack runs its layers: "loop" (each child's own kernels, in one graph: exact, and
-# the faster on a CPU) or "grouped" (one grouped convolution per layer: the GPU form).
+# How a pack runs its layers: "loop" (each child's own forward and backward in turn: exact,
+# and the faster on a CPU) or "grouped" (one grouped convolution per layer: the GPU form).
 LAYOUTS = ("loop", "grouped")
 
 # Children per pack when a task says ``pack = "auto"``: on the CPU one rule's sweep at a
@@ -310,8 +310,9 @@ class PackedRules:
     bias correction, direction, ``w -= lr * d``), with the noise of random rules drawn
     from each child's own RNG stream (torch's RNG seeded with the child's seed).
 
-    ``per_child=False`` updates each block of consecutive children that share a rule in
-    one set of kernels (learning rates as a tensor) when the rule draws no noise.
+    A block of consecutive children that share a rule drawing no noise is updated in one
+    set of kernels; the step ``w -= lr·d`` is then one ``add_`` per child (``exact``, as
+    RuleOptimizer does it) or one kernel with the learning rates as a tensor.
     """
 
     def __init__(self, model: PackedChild, children: list[Child], *, total_steps: int,
@@ -359,23 +360,23 @@ class PackedRules:
     def step(self) -> None:
         self.step_count += 1
         step = self.step_count
+        grads = self.model.grads
         for start, stop, rule, direction, names in self.blocks:
             if "rng" in rule.needs:
-                self._random_block(start, stop, direction, names, step)
+                self._random_block(grads, start, stop, direction, names, step)
                 continue
-            for i, (p, shape) in enumerate(zip(self.params, self.shapes)):
+            for i, shape in enumerate(self.shapes):
                 if self.exact and math.prod(shape) % VECTOR_ALIGN:
                     for k in range(start, stop):
-                        self._update(i, k, None, direction, names, step)
+                        self._update(grads, i, k, None, direction, names, step)
                 else:
-                    self._update(i, start, stop, direction, names, step)
+                    self._update(grads, i, start, stop, direction, names, step)
 
-    def _update(self, i, start, stop, direction, names, step):
+    def _update(self, grads, i, start, stop, direction, names, step):
         """Update parameter i of children ``start`` (alone: ``stop=None``) or
         ``start:stop`` (a block sharing one rule)."""
         p, shape = self.params[i], self.shapes[i]
-        w, g = self._view(p, shape, start, stop), \
-            self._view(self.model.grads[i], shape, start, stop)
+        w, g = self._view(p, shape, start, stop), self._view(grads[i], shape, start, stop)
         avgs = self._averages(names, g, {n: self._view(self.state[n][i], shape, start, stop)
                                          for n in names}, step)
         d = direction(g, w, avgs.get("m"), avgs.get("v"), avgs.get("r"), step - 1, self.total)
@@ -389,7 +390,7 @@ class PackedRules:
             lr = self.lrs[start:stop].view(-1, *([1] * len(shape)))
             w.sub_(d.expand_as(w) * lr)
 
-    def _random_block(self, start, stop, direction, names, step):
+    def _random_block(self, grads, start, stop, direction, names, step):
         """A rule that draws noise: each child alone, its draws from its own stream (the
         children of one seed replay the same draws, as they do alone)."""
         states = {}
@@ -398,7 +399,7 @@ class PackedRules:
                 seed = self.children[k].seed
                 self._set_rng(self.rng[seed])
                 for i in range(len(self.params)):
-                    self._update(i, k, None, direction, names, step)
+                    self._update(grads, i, k, None, direction, names, step)
                 states[seed] = self._get_rng()
         self.rng.update(states)
 
@@ -468,7 +469,6 @@ def _train_pack(children, data, task, epochs, settings, layout, exact):
     streams = {s: _batches(data, task.batch_size, s, total) for s in seeds}
     k = len(children)
     bad_step = torch.zeros(k, dtype=torch.int64, device=data.device)   # 0: never
-    check = torch.zeros(k, dtype=torch.int64, device=data.device)
     per_epoch = data.steps_per_epoch(task.batch_size)
     for step in range(1, total + 1):
         batch = {s: next(streams[s]) for s in seeds}
@@ -476,8 +476,7 @@ def _train_pack(children, data, task, epochs, settings, layout, exact):
         y = torch.stack([batch[c.seed][1] for c in children])
         losses = model.losses(x, y)
         opt.step()
-        check.fill_(step)
-        bad_step = torch.where((bad_step == 0) & ~torch.isfinite(losses), check, bad_step)
+        bad_step = torch.where((bad_step == 0) & ~torch.isfinite(losses), step, bad_step)
         if step % per_epoch == 0 and step < total and bool((bad_step > 0).all()):
             break                       # every child has diverged: nothing left to learn
     finite = model.finite()
