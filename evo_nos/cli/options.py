@@ -12,7 +12,7 @@ import sys
 from evo_nos.core.known import REFERENCE_NAMES
 from evo_nos.core.primitives import RuleSettings
 from evo_nos.fitness.factory import JOBLIB_BACKENDS
-from evo_nos.operators.space import ROOTS
+from evo_nos.operators.space import ROOTS, SearchSpace
 from evo_nos.search.defaults import (DEFAULT_BUDGETS, DEFAULT_HALL_OF_FAME, DEFAULT_OUT,
                                      FALLBACK_BUDGET, FUNNEL, funnel_settings)
 from evo_nos.strategies import STRATEGIES, strategy_defaults, strategy_names
@@ -204,7 +204,8 @@ def add_search_options(p: argparse.ArgumentParser) -> None:
                    help="skip the final run of a candidate whose lr sweep falls below the "
                         "Q-quantile of the sweeps seen so far (e.g. 0.5; default: none)")
     g = p.add_argument_group("space")
-    g.add_argument("--max-binary", type=int, help="bound on binary functions per rule (4)")
+    g.add_argument("--max-binary", type=int, help="bound on binary functions per rule "
+                                                   f"({SearchSpace().max_binary})")
     g.add_argument("--root", choices=ROOTS,
                    help="what a rule's root may be: binary (default, the paper's grammar) or "
                         "slot (also an operand or a unary function; docs/rules.md)")
