@@ -14,6 +14,7 @@ from evo_nos.search import (
     CHECKPOINT_FILE, SUMMARY_FILE, HallOfFame, Search, load_checkpoint, rng_states,
     seed_everything, set_rng_states,
 )
+from evo_nos.search.checkpoint import LOCK_FILE, PREVIOUS_FILE
 from evo_nos.strategies import make_strategy
 
 from counting_backend import CountingBackend
@@ -154,7 +155,9 @@ def test_checkpoint_holds_everything_needed_to_continue(tmp_path):
                 "counts", "run_id", "config", "budget"):
         assert key in state
     assert set(state["rng"]) >= {"python", "numpy", "torch"}
-    assert sorted(p.name for p in tmp_path.iterdir()) == [CHECKPOINT_FILE, SUMMARY_FILE]
+    # the last checkpoint, the one before it, the summary, the (released) lock
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [CHECKPOINT_FILE, PREVIOUS_FILE, SUMMARY_FILE, LOCK_FILE])
     summary = json.loads((tmp_path / SUMMARY_FILE).read_text())
     assert summary["trainings"] == 12 and summary["best_rule"] == state["history"][
         max(range(len(state["history"])), key=lambda i: state["history"][i]["fitness"])]["rule"]

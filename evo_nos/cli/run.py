@@ -34,11 +34,17 @@ from evo_nos.fitness.data import DataError
 from evo_nos.fitness.factory import joblib_backend, make_backend
 from evo_nos.fitness.tasks import default_preset, preset_key
 from evo_nos.operators.space import SearchSpace
-from evo_nos.search import INTERRUPTED, SUMMARY_FILE, Search, load_checkpoint, seed_everything
+from evo_nos.search import (INTERRUPTED, SUMMARY_FILE, CheckpointError, Search, SearchInUse,
+                            load_checkpoint, new_search_dir, seed_everything)
 from evo_nos.search.defaults import (DEFAULT_HALL_OF_FAME, DEFAULT_OUT, DEFAULT_SEED,
                                      DEFAULT_STRATEGY, default_batch_size, default_budget)
 from evo_nos.strategies import make_strategy
-from evo_nos.tracking import DEFAULT_EXPERIMENT, Tracker
+from evo_nos.tracking import DEFAULT_EXPERIMENT, Tracker, TrackingError
+
+# what a search can meet that is not a bug: each is reported in one line, its message
+# saying what to do
+SEARCH_ERRORS = (DataError, TrackingError, CheckpointError, SearchInUse, ValueError,
+                 FileNotFoundError)
 
 # options that define a search: on --resume they come from the checkpoint, and are ignored here
 RESUME_IGNORES = ("strategy", "preset", "fitness", "budget", "seed", "data", "settings",
@@ -83,8 +89,28 @@ def main(argv: list[str] | None = None) -> int:
     if wants_campaign(argv):               # several strategies or --seeds: a head-to-head
         return campaign_main(argv)
     args = build_parser().parse_args(argv)
-    out = Path(args.out or DEFAULT_OUT)
+    claimed: list[Path] = []               # a folder this command made, while still empty
+    try:
+        return _search(args, claimed)
+    except KeyboardInterrupt:              # before the search started, or after it ended
+        _remove_if_empty(claimed)
+        print("interrupted before the search started: nothing was saved", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except SEARCH_ERRORS as err:
+        _remove_if_empty(claimed)
+        raise SystemExit(f"error: {err}") from None
 
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:                    # not empty: the search saved something there
+            pass
+
+
+def _search(args, claimed: list) -> int:
+    out = Path(args.out or DEFAULT_OUT)
     if args.resume:
         directory = find_checkpoint(out, args.resume)
         state = load_checkpoint(directory)
@@ -121,10 +147,6 @@ def main(argv: list[str] | None = None) -> int:
         }
         budget = args.budget or default_budget(config["preset"])
         joblib_name = config["joblib_backend"]
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        directory = out / f"{strategy_name}-seed{seed}-{stamp}"
-        while directory.exists():
-            directory = directory.with_name(directory.name + "x")
 
     try:
         space = SearchSpace(**config["space_args"])
@@ -136,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: {err}") from None
 
     tracker = Tracker(experiment=config["experiment"], tracking_uri=args.tracking_uri)
+    if not args.resume:                     # a new folder, never one another search has
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        directory = new_search_dir(out, f"{strategy_name}-seed{config['seed']}-{stamp}")
+        claimed.append(directory)
     if args.resume:
         search = Search.resume(directory, strategy, backend, tracker=tracker,
                                progress=not args.quiet, time_limit=args.time_limit)
@@ -156,9 +182,11 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as err:
             raise SystemExit(f"error: {err}") from None
         try:
-            result = search.run()
-        except DataError as err:      # no images to train on: say what to do, in one line
-            raise SystemExit(f"error: {err}") from None
+            result = search.run()   # a SEARCH_ERRORS failure is one line (see main)
+        except TrackingError as err:
+            raise TrackingError(f"{err}; the search is saved to its last batch: fix the "
+                                f"store, then python -m evo_nos.run --resume "
+                                f"{search.run_id or directory.name}") from None
 
     print()
     print(f"{strategy.name} search {result.status}: {result.compute:.1f} child trainings "
@@ -172,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"    {tracker.ui_command}")
     print(f"checkpoint: {directory}")
     if result.status == INTERRUPTED:
-        print(f"interrupted; continue with: python -m evo_nos.run --resume {result.run_id}"
+        print(f"interrupted; continue with: python -m evo_nos.run --resume "
+              f"{result.run_id or directory.name}"
               f"{'' if out == Path(DEFAULT_OUT) else f' --out {out}'}")
         return EXIT_INTERRUPTED
     return 0

@@ -49,20 +49,23 @@ it is re-run after a resume.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import pickle
 import time
+import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from evo_nos.core.files import write_atomic
+from evo_nos.core.files import FileLock, LockedError, write_atomic
 from evo_nos.fitness.evaluation import CACHED, DIVERGED, HURDLED, INVALID, OK, Evaluation
-from evo_nos.search.checkpoint import (CHECKPOINT_FILE, CHECKPOINT_VERSION, SUMMARY_FILE,
-                                       load_checkpoint, rng_states, set_rng_states)
+from evo_nos.search.checkpoint import (CHECKPOINT_FILE, CHECKPOINT_VERSION, LOCK_FILE,
+                                       PREVIOUS_FILE, SUMMARY_FILE, load_checkpoint,
+                                       rng_states, set_rng_states, write_checkpoint)
 from evo_nos.search.defaults import FINAL_SEEDS, FINAL_TOP, FUNNEL_SEEDS, FUNNEL_TOP
 from evo_nos.search.hall_of_fame import HallOfFame
 
@@ -70,6 +73,11 @@ FINISHED, INTERRUPTED, TIME_LIMIT, STALLED, RUNNING = (
     "finished", "interrupted", "time_limit", "stalled", "running")
 DONE = (FINISHED, STALLED, TIME_LIMIT)      # statuses of a search that needs no resume
 CANDIDATE, RESCORE, FINAL = "candidate", "rescore", "final"   # kinds of history records
+
+
+class SearchInUse(RuntimeError):
+    """Another live process is running this search (or ran it since it was loaded)."""
+
 
 @dataclass
 class SearchResult:
@@ -147,6 +155,10 @@ class Search:
         self._last_payload: bytes | None = None
         self._started = 0.0
         self._elapsed_at_start = 0.0
+        self.search_id = uuid.uuid4().hex    # names the search's MLflow run before its id
+        self._lock: FileLock | None = None
+        self._loaded_digest: str | None = None
+        self._tracker_failed = False
 
     # -- resume -----------------------------------------------------------------------
     @classmethod
@@ -175,6 +187,7 @@ class Search:
                      config=state["config"], export_settings=state.get("export_settings"),
                      **state.get("funnel", {"funnel_seeds": 1, "final_seeds": 0}))
         search._load(state)
+        search._loaded_digest = _digest(Path(checkpoint_dir) / CHECKPOINT_FILE)
         return search
 
     def _load(self, state: dict) -> None:
@@ -191,25 +204,41 @@ class Search:
         self.free_streak = state["free_streak"]
         self.elapsed = state["elapsed"]
         self.run_id = state["run_id"]
+        self.search_id = state.get("search_id") or self.search_id
         self._resumed = True
 
     # -- the loop -----------------------------------------------------------------------
     def run(self) -> SearchResult:
+        """Run to the budget; a KeyboardInterrupt saves and returns "interrupted".
+
+        Before the first training the search holds its folder (a second process is
+        refused with :class:`SearchInUse`) and has a checkpoint, so it can be resumed from
+        its first moment.  A failure of the tracker rolls back to the last checkpoint,
+        marked interrupted, and re-raises; any other failure of a fresh search that
+        trained nothing removes its MLflow run and checkpoint, of a search that did marks
+        the run FAILED, keeping the last checkpoint."""
         self._started = time.perf_counter()
         self._elapsed_at_start = self.elapsed
         self.status = RUNNING
-        if self.checkpoint_dir is not None:
-            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        if self.tracker is not None:
-            if self._resumed and self.run_id:
-                self.tracker.resume(self.run_id)
-                set_rng_states(self._rng_to_restore)   # whatever the tracker drew, undo it
-            else:
-                self.run_id = self.tracker.start(run_name=self.run_name, params=self._params(),
-                                                 tags=self._tags())
-        self._last_payload = pickle.dumps(self._snapshot())
-        bar = self._progress_bar()
+        self._hold_folder()
         try:
+            return self._run()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+
+    def _run(self) -> SearchResult:
+        rng = self._rng_to_restore if self._resumed else rng_states()
+        self._last_payload = pickle.dumps(self._snapshot())
+        if not self._resumed:
+            self._write(self._last_payload)     # resumable from here on
+        bar = None
+        try:
+            if self.tracker is not None:
+                self._open_run()
+                set_rng_states(rng)             # whatever the tracker drew, undo it
+                self._checkpoint()
+            bar = self._progress_bar()
             while True:
                 reason = self._stop_reason()
                 if reason:
@@ -221,8 +250,7 @@ class Search:
             self._interrupted()
             return self._result()
         except BaseException:
-            if self.tracker is not None:
-                self.tracker.end("FAILED")
+            self._failed()
             raise
         finally:
             if bar is not None:
@@ -233,11 +261,85 @@ class Search:
             except KeyboardInterrupt:
                 self._interrupted()
                 return self._result()
+            except BaseException:
+                self._failed()
+                raise
         self.status = reason
         self._checkpoint()
         if self.tracker is not None:
-            self.tracker.finish(self._artifacts(), status="FINISHED")
+            self._tracked(self.tracker.finish, self._artifacts(), status="FINISHED")
         return self._result()
+
+    def _hold_folder(self) -> None:
+        """Lock the checkpoint folder for this process; refuse a second writer."""
+        if self.checkpoint_dir is None:
+            return
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        if not self._resumed and (self.checkpoint_dir / CHECKPOINT_FILE).is_file():
+            raise ValueError(f"{self.checkpoint_dir} already holds a search: resume it "
+                             "(Search.resume, or --resume) or choose another folder")
+        self._lock = FileLock(self.checkpoint_dir / LOCK_FILE, blocking=False)
+        try:
+            self._lock.acquire()
+        except LockedError as err:
+            self._lock = None
+            holder = str(err).rpartition(" is held by ")[2]
+            raise SearchInUse(f"the search in {self.checkpoint_dir} is running in another "
+                              f"process ({holder}): wait for it to end, or stop it "
+                              "first") from None
+        if self._resumed and _digest(self.checkpoint_dir / CHECKPOINT_FILE) \
+                != self._loaded_digest:
+            self._lock.release()
+            self._lock = None
+            raise SearchInUse(f"the search in {self.checkpoint_dir} was run by another "
+                              "process after this one loaded it: resume it again")
+
+    def _open_run(self) -> None:
+        """Reopen the search's MLflow run, or start it (adopting a run started for this
+        search by a process that died before it could checkpoint the run's id)."""
+        if self.run_id is None and self._resumed:
+            self.run_id = self._tracked(self.tracker.find_search, self.search_id)
+        if self.run_id is not None:
+            self._tracked(self.tracker.resume, self.run_id)
+        else:
+            self.run_id = self._tracked(self.tracker.start, run_name=self.run_name,
+                                        params=self._params(), tags=self._tags(),
+                                        search_id=self.search_id)
+
+    def _tracked(self, method, *args, **kwargs):
+        """Call the tracker, remembering whether it failed (see :meth:`_failed`)."""
+        try:
+            return method(*args, **kwargs)
+        except Exception:
+            self._tracker_failed = True
+            raise
+
+    def _failed(self) -> None:
+        """After an exception: save what can be saved, then tell MLflow if it listens."""
+        if self._tracker_failed or self.tracker is None:
+            self._roll_back(INTERRUPTED)        # the store is down: the checkpoint only
+            return
+        if not self._resumed and not self.history:
+            self._discard()                     # nothing trained: leave nothing behind
+            return
+        try:
+            self.tracker.end("FAILED")
+        except Exception as err:
+            warnings.warn(f"could not mark the MLflow run FAILED ({err})")
+
+    def _discard(self) -> None:
+        try:
+            if self.run_id is not None:
+                self.tracker.discard()
+        except Exception as err:
+            warnings.warn(f"could not delete the MLflow run {self.run_id} ({err})")
+        if self.checkpoint_dir is not None:
+            for name in (CHECKPOINT_FILE, PREVIOUS_FILE, SUMMARY_FILE, LOCK_FILE):
+                (self.checkpoint_dir / name).unlink(missing_ok=True)
+            try:
+                self.checkpoint_dir.rmdir()      # only if nothing else is in it
+            except OSError:
+                pass
 
     @property
     def compute(self) -> float:
@@ -354,10 +456,10 @@ class Search:
                 ("rescored", self.counts["rescored"], step),
                 ("candidates_per_min", self.counts["evaluations"] / minutes, step),
             ]
-            self.tracker.log_metrics(metrics)
+            self._tracked(self.tracker.log_metrics, metrics)
             if best is not None and best.rule != self._tagged_best:
-                self.tracker.set_tags({"best_rule": best.rule,
-                                       "best_fitness": f"{best.fitness:.6g}"})
+                self._tracked(self.tracker.set_tags, {"best_rule": best.rule,
+                                                      "best_fitness": f"{best.fitness:.6g}"})
                 self._tagged_best = best.rule
 
     # -- checkpoints ----------------------------------------------------------------------
@@ -376,7 +478,7 @@ class Search:
             "free_streak": self.free_streak, "elapsed": self.elapsed,
             "history": list(self.history), "run_id": self.run_id, "run_name": self.run_name,
             "config": self.config, "export_settings": self.export_settings,
-            "saved_at": time.time(),
+            "search_id": self.search_id, "saved_at": time.time(),
         }
 
     def _checkpoint(self) -> None:
@@ -386,7 +488,7 @@ class Search:
     def _write(self, payload: bytes) -> None:
         if self.checkpoint_dir is None:
             return
-        write_atomic(self.checkpoint_dir / CHECKPOINT_FILE, payload)
+        write_checkpoint(self.checkpoint_dir, payload)
         best = self.hall_of_fame.best
         summary = {
             "run_id": self.run_id, "run_name": self.run_name, "status": self.status,
@@ -403,21 +505,26 @@ class Search:
 
     def _interrupted(self) -> None:
         """Go back to the last complete batch, save it marked interrupted, tell MLflow."""
+        self._roll_back(INTERRUPTED)
+        if self.tracker is not None and not self._tracker_failed:
+            try:
+                self.tracker.finish(self._artifacts(), status="KILLED", children=False)
+            except Exception as err:   # the checkpoint is safe; MLflow may be mid-request
+                warnings.warn(f"could not log the interrupted search to MLflow ({err}); "
+                              "resume it to log everything")
+
+    def _roll_back(self, status: str) -> None:
+        """Restore the last complete checkpoint's state and save it with ``status``."""
         state = pickle.loads(self._last_payload)
         self.hall_of_fame.load_state_dict(state["hall_of_fame"])
         self.history = state["history"]
         self.trainings, self.counts = state["trainings"], state["counts"]
         self.spent, self.final_trainings = state["spent"], state["final_trainings"]
         self.free_streak = state["free_streak"]
-        self.status = INTERRUPTED
-        state["status"] = INTERRUPTED
+        self.status = status
+        state["status"] = status
+        state["run_id"] = self.run_id       # a run started since is still this search's
         self._write(pickle.dumps(state))
-        if self.tracker is not None:
-            try:
-                self.tracker.finish(self._artifacts(), status="KILLED", children=False)
-            except Exception as err:   # the checkpoint is safe; MLflow may be mid-request
-                warnings.warn(f"could not log the interrupted search to MLflow ({err}); "
-                              "resume it to log everything")
 
     # -- tracking -----------------------------------------------------------------------
     def _params(self) -> dict:
@@ -476,3 +583,11 @@ class Search:
         return SearchResult(self.status, self.trainings, self.counts["evaluations"],
                             dict(self.counts), self.hall_of_fame, self.history, self.run_id,
                             self.checkpoint_dir, self.compute)
+
+
+def _digest(path: Path) -> str | None:
+    """sha256 of a file's bytes (None if it is missing)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None

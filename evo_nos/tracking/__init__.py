@@ -6,12 +6,14 @@ from evo_nos.tracking.reader import (RunRecord, experiment_id_of, experiment_nam
                                      load_artifact_text, load_hall_of_fame, load_search_runs,
                                      load_table, metric_history)
 from evo_nos.tracking.store import (DEFAULT_EXPERIMENT, KIND_TAG, NOTE_TAG, PARENT_TAG,
-                                    RUN_KINDS, SEARCH, default_artifact_location,
-                                    default_tracking_uri)
+                                    RUN_KINDS, SEARCH, TrackingError,
+                                    default_artifact_location, default_tracking_uri,
+                                    open_client)
 from evo_nos.tracking.writer import ReportTracker, Tracker
 
 __all__ = ["Tracker", "ReportTracker", "RunRecord", "find_runs", "get_run", "load_search_runs",
            "load_table", "load_hall_of_fame", "hall_of_fame_rule", "metric_history",
            "list_artifacts", "load_artifact_text", "experiment_id_of", "experiment_name",
            "default_tracking_uri", "default_artifact_location", "DEFAULT_EXPERIMENT",
-           "KIND_TAG", "NOTE_TAG", "PARENT_TAG", "RUN_KINDS", "SEARCH"]
+           "KIND_TAG", "NOTE_TAG", "PARENT_TAG", "RUN_KINDS", "SEARCH", "TrackingError",
+           "open_client"]

@@ -18,7 +18,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from evo_nos.tracking.store import (DEFAULT_EXPERIMENT, KIND_TAG, PARENT_TAG, RUN_KINDS, SEARCH,
-                                    default_tracking_uri)
+                                    default_tracking_uri, open_client)
 
 
 @dataclass
@@ -45,7 +45,7 @@ class RunRecord:
 
 
 def _reader(tracking_uri: str | None) -> MlflowClient:
-    return MlflowClient(tracking_uri=tracking_uri or default_tracking_uri())
+    return open_client(tracking_uri or default_tracking_uri())
 
 
 def _record(run) -> RunRecord:

@@ -35,6 +35,7 @@ run (its params are not logged again).  Only the driver process talks to MLflow.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -44,14 +45,28 @@ from matplotlib.figure import Figure   # no pyplot: no global figure state or GU
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-from mlflow.tracking import MlflowClient
 
-from evo_nos.tracking.store import (DEFAULT_EXPERIMENT, NOTE_TAG, PARENT_TAG,
-                                    default_artifact_location, default_tracking_uri)
+from evo_nos.tracking.store import (DEFAULT_EXPERIMENT, NOTE_TAG, PARENT_TAG, SEARCH_ID_TAG,
+                                    TrackingError,
+                                    default_artifact_location, default_tracking_uri,
+                                    first_line, open_client)
 from evo_nos.optim.export import default_class_name, export_source, export_spec
 
 _BATCH = 100          # params / tags per log_batch call (MLflow's limit)
 _METRIC_BATCH = 1000  # metrics per log_batch call (MLflow's limit)
+
+
+def _store_errors(method):
+    """Turn what a failing store raises (MLflow's errors, a read-only artifact folder)
+    into one :class:`TrackingError` naming the store."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except (MlflowException, OSError) as err:
+            raise TrackingError(f"the MLflow store {self.tracking_uri} refused a write "
+                                f"({first_line(err)})") from err
+    return wrapper
 
 
 def _param_value(value) -> str:
@@ -66,13 +81,14 @@ class Tracker:
     def __init__(self, experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str | None = None,
                  artifact_location: str | None = None):
         self.tracking_uri = tracking_uri or default_tracking_uri()
-        self.client = MlflowClient(tracking_uri=self.tracking_uri)
+        self.client = open_client(self.tracking_uri)
         self.experiment_name = experiment
         self.artifact_location = artifact_location or default_artifact_location(
             self.tracking_uri)
         self.experiment_id = self._experiment()
         self.run_id: str | None = None
 
+    @_store_errors
     def _experiment(self) -> str:
         found = self.client.get_experiment_by_name(self.experiment_name)
         if found is None:
@@ -95,17 +111,22 @@ class Tracker:
         return f"mlflow ui --backend-store-uri {self.tracking_uri}"
 
     # -- run lifecycle ------------------------------------------------------------------
+    @_store_errors
     def start(self, *, run_name: str | None = None, params: dict | None = None,
-              tags: dict | None = None) -> str:
-        """Create the parent run of a search; returns its run id."""
-        run = self.client.create_run(self.experiment_id, run_name=run_name,
-                                     tags={k: str(v) for k, v in (tags or {}).items()})
+              tags: dict | None = None, search_id: str | None = None) -> str:
+        """Create the parent run of a search; returns its run id.  ``search_id`` (tagged)
+        lets :meth:`find_search` find the run before its id was saved anywhere."""
+        tags = {k: str(v) for k, v in (tags or {}).items()}
+        if search_id:
+            tags[SEARCH_ID_TAG] = search_id
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
         self.run_id = run.info.run_id
         items = [Param(k, _param_value(v)) for k, v in (params or {}).items()]
         for i in range(0, len(items), _BATCH):
             self.client.log_batch(self.run_id, params=items[i:i + _BATCH])
         return self.run_id
 
+    @_store_errors
     def resume(self, run_id: str) -> None:
         """Reopen the run of an interrupted search (same run id, status RUNNING)."""
         try:
@@ -118,11 +139,27 @@ class Tracker:
         self.run_id = run_id
         self.client.update_run(run_id, status="RUNNING")
 
+    @_store_errors
+    def find_search(self, search_id: str) -> str | None:
+        """The id of the run :meth:`start` made for ``search_id`` (None if none)."""
+        runs = self.client.search_runs([self.experiment_id],
+                                       filter_string=f"tags.`{SEARCH_ID_TAG}` = '{search_id}'")
+        return runs[0].info.run_id if runs else None
+
+    @_store_errors
+    def discard(self) -> None:
+        """Delete the run (a search that failed before it trained anything)."""
+        if self.run_id is not None:
+            self.client.delete_run(self.run_id)
+            self.run_id = None
+
+    @_store_errors
     def end(self, status: str = "FINISHED") -> None:
         if self.run_id is not None:
             self.client.set_terminated(self.run_id, status=status)
 
     # -- during the search --------------------------------------------------------------
+    @_store_errors
     def log_metrics(self, metrics: list[tuple[str, float, int]]) -> None:
         """``(key, value, step)`` triples, in as few requests as MLflow allows."""
         # one millisecond apart: MLflow merges metrics equal in key, step, value and
@@ -133,6 +170,7 @@ class Tracker:
         for i in range(0, len(items), _METRIC_BATCH):
             self.client.log_batch(self._id(), metrics=items[i:i + _METRIC_BATCH])
 
+    @_store_errors
     def set_tags(self, tags: dict) -> None:
         items = [RunTag(k, str(v)[:5000]) for k, v in tags.items()]
         for i in range(0, len(items), _BATCH):
@@ -144,6 +182,7 @@ class Tracker:
         return self.run_id
 
     # -- the end of a search ------------------------------------------------------------
+    @_store_errors
     def finish(self, report: dict, *, status: str = "FINISHED", children: bool = True) -> None:
         """Log the search's artifacts (see the module docstring), then end the run.
 
