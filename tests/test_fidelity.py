@@ -82,6 +82,10 @@ def test_command_line_writes_the_tables_and_refuses_bad_input(tmp_path, capsys):
     assert "| smoke | 2 | 1 |" in capsys.readouterr().out
     rows = json.loads((tmp_path / "fidelity.json").read_text())
     assert rows[0]["preset"] == "smoke" and rows[0]["rules"] == 2
-    assert main(["--presets", "smoke", "--random", "-1"]) == 2
-    assert main(["--presets", "nosuch", "--out", str(tmp_path / "x")]) == 2
+    for bad in (["--presets", "smoke", "--random", "-1"],     # refused while parsed
+                ["--presets", "nosuch", "--out", str(tmp_path / "x")]):
+        with pytest.raises(SystemExit) as info:
+            main(bad)
+        assert info.value.code == 2
     assert "unknown preset 'nosuch'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

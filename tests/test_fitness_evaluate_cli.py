@@ -3,6 +3,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from evo_nos.cli.evaluate import main
 from evo_nos.fitness.evaluation import Evaluation
 
@@ -26,11 +28,15 @@ def test_cli_reports_an_invalid_rule_without_training(capsys):
 
 
 def test_cli_bad_rule_string_exits_2_naming_the_token(capsys):
-    assert main(["--rule", "mul(g, frob)", "--preset", "smoke"]) == 2
+    with pytest.raises(SystemExit) as info:        # refused while the options are parsed
+        main(["--rule", "mul(g, frob)", "--preset", "smoke"])
+    assert info.value.code == 2
     assert "frob" in capsys.readouterr().err
 
 
 def test_cli_unknown_preset_lists_the_presets(capsys):
-    assert main(["--rule", "sgd", "--preset", "turbo"]) == 2
+    with pytest.raises(SystemExit) as info:
+        main(["--rule", "sgd", "--preset", "turbo"])
+    assert info.value.code == 2
     err = capsys.readouterr().err
     assert "turbo" in err and "smoke" in err and "cpu" in err

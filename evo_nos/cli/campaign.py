@@ -19,10 +19,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from evo_nos.cli.options import (EXIT_INTERRUPTED, EXIT_OK, add_search_options, error,
+from evo_nos.cli.options import (EXIT_INTERRUPTED, EXIT_OK, Parser, add_search_options, error,
                                  funnel_args_from, reference_names, rule_settings_from,
-                                 space_args_from, strategy_settings_from)
-from evo_nos.fitness.data import DataError
+                                 space_args_from, strategy_settings_from,
+                                 validate_search_args)
+from evo_nos.cli.errors import SEARCH_ERRORS, quiet_mlflow_store
 from evo_nos.experiments.campaign import CampaignPlan, load_plan_file, run_campaign
 from evo_nos.experiments.compare import markdown
 from evo_nos.strategies import strategy_names
@@ -30,7 +31,7 @@ from evo_nos.strategies import strategy_names
 
 def build_parser() -> argparse.ArgumentParser:
     """``python -m evo_nos.run``'s options, with several strategies and seeds."""
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m evo_nos.campaign", conflict_handler="resolve",
         description="Run every strategy with every seed on one preset and budget, then the "
                     "reference rules and the head-to-head report.",
@@ -117,7 +118,7 @@ def plan_from_args(args: argparse.Namespace) -> CampaignPlan:
 def wants_campaign(argv: list[str]) -> bool:
     """True when a ``python -m evo_nos.run`` command line names several strategies,
     gives ``--seeds`` or a ``--config`` file: then it is a campaign."""
-    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre = Parser(add_help=False, allow_abbrev=False)
     pre.add_argument("--strategy", "--strategies", dest="strategy", nargs="+")
     pre.add_argument("--seeds", nargs="+")
     pre.add_argument("--config")
@@ -126,12 +127,18 @@ def wants_campaign(argv: list[str]) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    quiet_mlflow_store()
     args = build_parser().parse_args(argv)
+    validate_search_args(args, campaign=True)
     try:
         plan = plan_from_args(args)
         result = run_campaign(plan)
-    except (ValueError, DataError, argparse.ArgumentTypeError) as err:
+    except (*SEARCH_ERRORS, argparse.ArgumentTypeError) as err:
         return error(str(err))
+    except KeyboardInterrupt:       # between searches, or while one was being set up
+        print("\ncampaign interrupted; run the same command again to continue where it "
+              "stopped", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if result.status == "interrupted":
         print("\ncampaign interrupted; run the same command again to continue where it "
               "stopped", file=sys.stderr)

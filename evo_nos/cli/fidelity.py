@@ -16,54 +16,69 @@ from __future__ import annotations
 import argparse
 import sys
 
-from evo_nos.cli.options import EXIT_OK, error, reference_names
+from evo_nos.cli.options import (EXIT_OK, Parser, bad_input, data_spec, describe, error,
+                                 folder_path, guarded, job_count, nonnegative_int,
+                                 preset_option, reference_names, rule_names)
 from evo_nos.core.known import REFERENCE_NAMES
 from evo_nos.experiments.fidelity import N_RANDOM, PANEL_SEED, measure, panel, summarize
 from evo_nos.fitness.data import DataError
+from evo_nos.fitness.tasks import preset_key
 
 DEFAULT_OUT = "fidelity"
+DEFAULT_KNOWN = "default"        # --known: the reference rules
+
+
+def known_option(text: str) -> str:
+    """The type of ``--known``: ``default`` or comma-separated known rules (or ``none``)."""
+    return text if text == DEFAULT_KNOWN else rule_names(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m evo_nos.fidelity",
-                                description="Measure scoring presets on one panel of rules: "
-                                            "seconds per candidate, seed-to-seed SD, signal "
-                                            "to noise, rank correlation with a reference.")
+    p = Parser(prog="python -m evo_nos.fidelity",
+               description="Measure scoring presets on one panel of rules: seconds per "
+                           "candidate, seed-to-seed SD, signal to noise, rank correlation "
+                           "with a reference.")
     p.add_argument("--presets", nargs="+", required=True, metavar="NAME|FILE.toml",
+                   type=preset_option(),
                    help="the presets to measure (two or more to compare rankings)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+    p.add_argument("--seeds", type=nonnegative_int, nargs="+", default=[0, 1, 2],
                    help="backend seeds per preset (0 1 2)")
     p.add_argument("--reference", metavar="PRESET",
                    help="the preset the rankings are compared with (default: the one "
                         "with the most seconds per candidate)")
-    p.add_argument("--random", type=int, default=N_RANDOM,
+    p.add_argument("--random", type=nonnegative_int, default=N_RANDOM,
                    help=f"valid random rules in the panel ({N_RANDOM})")
-    p.add_argument("--panel-seed", type=int, default=PANEL_SEED,
+    p.add_argument("--panel-seed", type=nonnegative_int, default=PANEL_SEED,
                    help=f"seed of the random rules ({PANEL_SEED})")
-    p.add_argument("--known", default="default", metavar="NAMES",
+    p.add_argument("--known", default=DEFAULT_KNOWN, metavar="NAMES",
+                   type=known_option,
                    help="known rules in the panel (comma-separated; default the "
                         "reference rules; none: only random rules)")
-    p.add_argument("--data", metavar="SPEC",
+    p.add_argument("--data", metavar="SPEC", type=data_spec,
                    help="dataset for the presets that read real images "
                         "(cifar10 | imagefolder:DIR)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--n-jobs", type=int, default=1, help="parallel trainings (1)")
-    p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (./{DEFAULT_OUT})")
+    p.add_argument("--n-jobs", type=job_count, default=1, help="parallel trainings (1)")
+    p.add_argument("--out", default=DEFAULT_OUT, type=folder_path,
+                   help=f"output folder (./{DEFAULT_OUT})")
     return p
 
 
+@guarded
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.random < 0:
-        return error(f"--random must be >= 0, got {args.random}")
+    measured = [preset_key(p) for p in args.presets]
+    if args.reference is not None and args.reference not in measured:
+        bad_input(f"--reference {args.reference!r} is not one of the --presets measured: "
+                  f"{', '.join(measured)}")
     try:
-        known = REFERENCE_NAMES if args.known == "default" else reference_names(args.known)
+        known = REFERENCE_NAMES if args.known == DEFAULT_KNOWN else reference_names(args.known)
         rules = panel(args.random, seed=args.panel_seed, known=known)
         scores = measure(args.presets, args.seeds, args.out, rules=rules, data=args.data,
                          n_jobs=args.n_jobs, device=args.device)
         fidelity = summarize(scores, reference=args.reference)
     except (ValueError, KeyError, DataError) as err:
-        return error(str(err))
+        return error(describe(err))
     paths = fidelity.write(args.out)
     print(f"\nfidelity of {len(rules)} rules x {len(args.seeds)} seeds, reference preset "
           f"{fidelity.reference}:\n")

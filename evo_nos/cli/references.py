@@ -12,32 +12,36 @@ from __future__ import annotations
 import argparse
 import sys
 
-from evo_nos.cli.options import (EXIT_OK, add_fitness_options, add_reference_option,
-                                 add_tracking_options, error, reference_names)
+from evo_nos.cli.options import (EXIT_OK, Parser, add_fitness_options, add_reference_option,
+                                 add_tracking_options, bad_input, describe, error, guarded,
+                                 nonnegative_int, reference_names, rule_names)
 from evo_nos.experiments.references import score_references
 from evo_nos.fitness.data import DataError
 from evo_nos.fitness.factory import make_backend
 from evo_nos.fitness.tasks import preset_key
-from evo_nos.tracking import DEFAULT_EXPERIMENT
+from evo_nos.tracking import DEFAULT_EXPERIMENT, TrackingError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m evo_nos.references",
-                                description="Score the known reference rules once per preset "
-                                            "and seed, logged as MLflow runs kind=reference.")
+    p = Parser(prog="python -m evo_nos.references",
+               description="Score the known reference rules once per preset and seed, logged "
+                           "as MLflow runs kind=reference.")
     add_fitness_options(p)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="backend seeds (0)")
+    p.add_argument("--seeds", type=nonnegative_int, nargs="+", default=[0],
+                   help="backend seeds (0)")
     add_reference_option(p)
-    p.add_argument("--names", dest="references", help=argparse.SUPPRESS)   # the old spelling
+    p.add_argument("--names", dest="references", type=rule_names,
+                   help=argparse.SUPPRESS)   # the old spelling
     add_tracking_options(p)
     p.add_argument("--force", action="store_true", help="score again even if logged before")
     return p
 
 
+@guarded
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.preset and not args.fitness:
-        return error("give --preset NAME or --fitness standin:TARGET")
+        bad_input("give --preset NAME or --fitness standin:TARGET")
     names = reference_names(args.references)
     preset = preset_key(args.preset) if args.preset else args.fitness
     try:
@@ -52,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nreferences, preset {preset}, seed {seed} ({how}; MLflow run "
                   f"{refs.run_id}):")
             print(refs.table_text())
-    except (ValueError, DataError) as err:
-        return error(str(err))
+    except (ValueError, DataError, TrackingError) as err:
+        return error(describe(err))
     return EXIT_OK
 
 

@@ -27,24 +27,20 @@ import sys
 import time
 from pathlib import Path
 
-from evo_nos.cli.options import (EXIT_INTERRUPTED, add_search_options, funnel_args_from,
-                                 rule_settings_from, space_args_from, strategy_settings_from)
+from evo_nos.cli.options import (EXIT_INTERRUPTED, Parser, add_search_options, describe,
+                                 funnel_args_from, rule_settings_from, space_args_from,
+                                 strategy_settings_from, validate_search_args)
 from evo_nos.cli.campaign import main as campaign_main, wants_campaign
-from evo_nos.fitness.data import DataError
+from evo_nos.cli.errors import SEARCH_ERRORS, quiet_mlflow_store
 from evo_nos.fitness.factory import joblib_backend, make_backend
 from evo_nos.fitness.tasks import default_preset, preset_key
 from evo_nos.operators.space import SearchSpace
-from evo_nos.search import (INTERRUPTED, SUMMARY_FILE, CheckpointError, Search, SearchInUse,
-                            load_checkpoint, new_search_dir, seed_everything)
+from evo_nos.search import (INTERRUPTED, SUMMARY_FILE, Search, load_checkpoint, new_search_dir,
+                            seed_everything)
 from evo_nos.search.defaults import (DEFAULT_HALL_OF_FAME, DEFAULT_OUT, DEFAULT_SEED,
                                      DEFAULT_STRATEGY, default_batch_size, default_budget)
 from evo_nos.strategies import make_strategy
 from evo_nos.tracking import DEFAULT_EXPERIMENT, Tracker, TrackingError
-
-# what a search can meet that is not a bug: each is reported in one line, its message
-# saying what to do
-SEARCH_ERRORS = (DataError, TrackingError, CheckpointError, SearchInUse, ValueError,
-                 FileNotFoundError)
 
 # options that define a search: on --resume they come from the checkpoint, and are ignored here
 RESUME_IGNORES = ("strategy", "preset", "fitness", "budget", "seed", "data", "settings",
@@ -55,7 +51,7 @@ RESUME_IGNORES = ("strategy", "preset", "fitness", "budget", "seed", "data", "se
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m evo_nos.run", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Open the results with: mlflow ui (in the same folder), or "
@@ -85,11 +81,13 @@ def find_checkpoint(out: Path, which: str) -> Path:
 
 # -- main ---------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
+    quiet_mlflow_store()
     argv = sys.argv[1:] if argv is None else list(argv)
     if wants_campaign(argv):               # several strategies or --seeds: a head-to-head
         return campaign_main(argv)
     args = build_parser().parse_args(argv)
-    claimed: list[Path] = []               # a folder this command made, while still empty
+    validate_search_args(args)             # bad input: one line, before anything is made
+    claimed: list[Path] = []               # folders this command made, innermost first
     try:
         return _search(args, claimed)
     except KeyboardInterrupt:              # before the search started, or after it ended
@@ -98,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except SEARCH_ERRORS as err:
         _remove_if_empty(claimed)
-        raise SystemExit(f"error: {err}") from None
+        raise SystemExit(f"error: {describe(err)}") from None
 
 
 def _remove_if_empty(folders: list[Path]) -> None:
@@ -160,8 +158,11 @@ def _search(args, claimed: list) -> int:
     tracker = Tracker(experiment=config["experiment"], tracking_uri=args.tracking_uri)
     if not args.resume:                     # a new folder, never one another search has
         stamp = time.strftime("%Y%m%d-%H%M%S")
+        made_out = not out.exists()
         directory = new_search_dir(out, f"{strategy_name}-seed{config['seed']}-{stamp}")
         claimed.append(directory)
+        if made_out:                        # removed too if the search leaves nothing
+            claimed.append(out)
     if args.resume:
         search = Search.resume(directory, strategy, backend, tracker=tracker,
                                progress=not args.quiet, time_limit=args.time_limit)

@@ -22,15 +22,19 @@ from __future__ import annotations
 import argparse
 import sys
 
+from evo_nos.cli.options import (EXIT_OK, Parser, data_spec, describe, error, existing_file,
+                                 folder_path, guarded, nonnegative_int, positive_float,
+                                 positive_int)
 from evo_nos.core.known import name_of, resolve
 from evo_nos.experiments.transfer import (BASELINE_LABELS, DEFAULT_BASELINES,
                                           DEFAULT_REFERENCES, DEFAULT_TASKS, Candidate,
                                           baseline_candidates, candidates_from_runs,
-                                          default_transfer_preset, load_suite, log_transfer,
-                                          run_suite, search_data, table_text,
-                                          transfer_presets, winners, write_report)
+                                          default_transfer_preset, load_suite,
+                                          load_transfer_task, log_transfer, run_suite,
+                                          search_data, table_text, transfer_presets, winners,
+                                          write_report)
 from evo_nos.fitness.data import DataError
-from evo_nos.tracking import DEFAULT_EXPERIMENT, experiment_name, get_run
+from evo_nos.tracking import DEFAULT_EXPERIMENT, TrackingError, experiment_name, get_run
 
 
 def split_list(text: str) -> list[str]:
@@ -52,21 +56,55 @@ def names_or_none(text: str) -> list[str]:
     return [] if text.strip().lower() in ("", "none") else split_list(text)
 
 
+def rules_option(text: str) -> str:
+    """The type of ``--rule`` / ``--references``: comma-separated rules or known names
+    (``none``: no rule), each checked (the value stays the text)."""
+    for item in names_or_none(text):
+        try:
+            resolve(item)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(describe(err)) from None
+    return text
+
+
+def baselines_option(text: str) -> str:
+    """The type of ``--baselines``: comma-separated baseline names, or ``none``."""
+    try:
+        baseline_candidates(names_or_none(text))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(describe(err)) from None
+    return text
+
+
+def transfer_preset(text: str) -> str:
+    """The type of ``--preset``: a transfer preset name or a ``.toml`` file of image-task
+    keys that loads (the value stays the text)."""
+    try:
+        load_transfer_task(text)
+    except (ValueError, OSError) as err:
+        raise argparse.ArgumentTypeError(describe(err)) from None
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m evo_nos.transfer",
-                                description="Retrain search winners, references and torch's "
-                                            "Adam / SGD+momentum on held-out tasks.",
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="python -m evo_nos.transfer",
+               description="Retrain search winners, references and torch's Adam / "
+                           "SGD+momentum on held-out tasks.",
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", nargs="+", default=[], metavar="RUN_ID",
                    help="search runs whose hall of fame to check")
-    p.add_argument("--report", metavar="comparison.json",
+    p.add_argument("--report", metavar="comparison.json", type=existing_file,
                    help="a compare report: check the best search of each strategy in it")
-    p.add_argument("--top", type=int, default=3, metavar="K", help="rules per run (default 3)")
+    p.add_argument("--top", type=positive_int, default=3, metavar="K",
+                   help="rules per run (default 3)")
     p.add_argument("--rule", "--rules", action="append", default=[], metavar="RULES",
+                   type=rules_option,
                    help="other rules or known names to check (comma-separated; repeatable)")
     p.add_argument("--references", default=",".join(DEFAULT_REFERENCES), metavar="NAMES|none",
+                   type=rules_option,
                    help="known rules trained beside them (comma-separated; none: skip)")
     p.add_argument("--baselines", default=",".join(DEFAULT_BASELINES), metavar="NAMES|none",
+                   type=baselines_option,
                    help=f"torch optimizers tuned the same way ({', '.join(BASELINE_LABELS)}"
                         "; none: skip)")
     p.add_argument("--tasks", default=",".join(DEFAULT_TASKS), metavar="NAMES|none",
@@ -75,31 +113,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", action="append", default=[], metavar="MODULE:NAME",
                    help="add a task of your own: MODULE:NAME or FILE.py:NAME, a HeldOutTask "
                         "or a function returning one (repeatable)")
-    p.add_argument("--preset", metavar="NAME|FILE.toml",
+    p.add_argument("--preset", metavar="NAME|FILE.toml", type=transfer_preset,
                    help=f"the suite's size ({', '.join(transfer_presets())}; default gpu on a "
                         "GPU, cpu otherwise), or a .toml file with the image task's keys")
     p.add_argument("--quick", action="store_true", help="same as --preset quick")
-    p.add_argument("--seeds", type=int, metavar="N",
+    p.add_argument("--seeds", type=positive_int, metavar="N",
                    help="seeds per (optimizer, lr, task): 0..N-1 (default: the preset's)")
-    p.add_argument("--data", metavar="SPEC",
+    p.add_argument("--data", metavar="SPEC", type=data_spec,
                    help="the image task's cifar10 | imagefolder:DIR | synthetic (default: "
                         "the searches' source, else the preset's)")
-    p.add_argument("--epochs", type=float,
+    p.add_argument("--epochs", type=positive_float,
                    help="a final run of this many epochs at each chosen lr, on every task "
                         "(default: the preset's)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: the preset's)")
+    p.add_argument("--threads", type=nonnegative_int,
+                   help="torch CPU threads (default: the preset's; 0: torch's own)")
     p.add_argument("--experiment", help="MLflow experiment (default: the first run's)")
     p.add_argument("--tracking-uri", help="default $MLFLOW_TRACKING_URI, else ./mlflow.db")
-    p.add_argument("--out", help="folder for transfer.md and transfer.json")
+    p.add_argument("--out", type=folder_path, help="folder for transfer.md and transfer.json")
     p.add_argument("--no-log", action="store_true", help="do not log to MLflow")
     return p
 
 
+@guarded
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.top < 1:
-        raise SystemExit("error: --top must be >= 1")
     preset = "quick" if args.quick else args.preset or default_transfer_preset()
     try:
         if args.report:
@@ -117,15 +155,13 @@ def main(argv: list[str] | None = None) -> int:
         data = args.data or (search_data(args.run, args.tracking_uri) if args.run else None)
         tasks = load_suite(preset, names_or_none(args.tasks) + list(args.task), data=data,
                            final_epochs=args.epochs, threads=args.threads, seeds=args.seeds)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except (ValueError, FileNotFoundError, TrackingError) as err:
+        return error(describe(err))
     try:
         rows = run_suite(candidates, tasks, device=args.device,
                          echo=lambda m: print(m, file=sys.stderr))
     except DataError as err:        # no rule can be trained: the message says what to do
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return error(describe(err))
     print(table_text(rows))
     if args.out:
         write_report(rows, tasks, args.run, args.out, preset=str(preset), data=data)
@@ -136,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         run_id = log_transfer(rows, tasks, args.run, experiment=experiment,
                               tracking_uri=args.tracking_uri, data=data)
         print(f"\nMLflow run {run_id} (kind=transfer) in experiment {experiment!r}")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

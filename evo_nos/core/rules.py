@@ -20,13 +20,29 @@ from evo_nos.core.known_names import KNOWN_STRINGS
 from evo_nos.core.primitives import BINARY, BY_NAME, OPERAND, UNARY, Primitive
 
 
+# The deepest rule the parser accepts (Rule.depth: an operand is 1 deep, neg(g) 2).  Rules
+# are walked recursively everywhere (forms, sympy, kernels), so a bound far below Python's
+# recursion limit keeps a hand-written rule from crashing them; every rule of a search
+# space with up to (MAX_RULE_DEPTH - 2) // 2 binary functions fits under it.
+MAX_RULE_DEPTH = 64
+
+
 class RuleSyntaxError(ValueError):
-    """A rule string that does not parse; names the problem and its position."""
+    """A rule string that does not parse; names the problem and its position.
+
+    ``str(err)`` shows the rule with a pointer under the problem (three lines);
+    :attr:`brief` says the same in one line, for command-line errors."""
 
     def __init__(self, message: str, text: str, position: int):
-        self.text, self.position = text, position
+        self.text, self.position, self.reason = text, position, message
         pointer = " " * position + "^"
         super().__init__(f"{message} at position {position}\n  {text}\n  {pointer}")
+
+    @property
+    def brief(self) -> str:
+        """The problem in one line: the reason, its position and (when short) the rule."""
+        where = f" of {self.text!r}" if len(self.text) <= 60 and "\n" not in self.text else ""
+        return f"{self.reason} (position {self.position}{where})"
 
 
 @dataclass(frozen=True, eq=True)
@@ -179,7 +195,10 @@ class _Parser:
         self.i = 0
 
     def _tokenize(self, text):
+        """The tokens with their positions; refuses a rule nested deeper than
+        :data:`MAX_RULE_DEPTH` here, counting parentheses, before anything recurses."""
         tokens, pos = [], 0
+        open_, deepest, too_deep_at = 0, 0, None
         while pos < len(text):
             if text[pos:].strip() == "":
                 break
@@ -188,8 +207,19 @@ class _Parser:
                 bad = len(text[pos:]) - len(text[pos:].lstrip()) + pos
                 raise RuleSyntaxError(f"unexpected character {text[bad]!r}", text, bad)
             start = match.start(match.lastindex)
-            tokens.append((match.group(match.lastindex), start))
+            token = match.group(match.lastindex)
+            if token == "(":
+                open_ += 1
+                deepest = max(deepest, open_)
+                if open_ + 1 > MAX_RULE_DEPTH and too_deep_at is None:
+                    too_deep_at = start
+            elif token == ")":
+                open_ = max(0, open_ - 1)
+            tokens.append((token, start))
             pos = match.end()
+        if too_deep_at is not None:
+            raise RuleSyntaxError(f"rule nested {deepest + 1} deep; at most {MAX_RULE_DEPTH}",
+                                  text, too_deep_at)
         return tokens
 
     def _peek(self):

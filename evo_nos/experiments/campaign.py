@@ -45,8 +45,8 @@ from evo_nos.experiments.references import score_references
 from evo_nos.fitness.factory import joblib_backend, make_backend
 from evo_nos.fitness.tasks import default_preset, preset_key
 from evo_nos.operators.space import SearchSpace
-from evo_nos.search import (CHECKPOINT_FILE, DONE, HallOfFame, Search, load_checkpoint,
-                            seed_everything)
+from evo_nos.search import (CHECKPOINT_FILE, DONE, PREVIOUS_FILE, HallOfFame, Search,
+                            load_checkpoint, seed_everything)
 from evo_nos.search.defaults import (DEFAULT_HALL_OF_FAME, DEFAULT_OUT, default_batch_size,
                                      default_budget, funnel_settings)
 from evo_nos.strategies import make_strategy, strategy_names, strategy_settings
@@ -209,7 +209,7 @@ def _check_same(plan: CampaignPlan, state: dict, strategy: str, seed: int, where
 def _one_search(plan: CampaignPlan, strategy_name: str, seed: int) -> SearchOutcome:
     directory = plan.checkpoint_dir(strategy_name, seed)
     state = None
-    if (directory / CHECKPOINT_FILE).is_file():
+    if (directory / CHECKPOINT_FILE).is_file() or (directory / PREVIOUS_FILE).is_file():
         state = load_checkpoint(directory)
         _check_same(plan, state, strategy_name, seed, directory)
         if state["status"] in DONE:

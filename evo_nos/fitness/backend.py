@@ -42,6 +42,36 @@ Parallelism: the joblib backend is the caller's choice, e.g.::
         backend.evaluate(rules)                             # must exist in this process
     # ray: ray.util.joblib.register_ray(), then backend="ray"
 
+A worker that disappears (killed, out of memory, its node gone) does not end the
+search: :func:`run_chunks` collects the chunks as they finish, and when joblib reports
+a lost worker (:func:`worker_lost`: loky's ``TerminatedWorkerError``, a
+``BrokenProcessPool``, dask's ``KilledWorker``, ray's ``WorkerCrashedError``,
+``NodeDiedError``, ``RayActorError``) it keeps the chunks that had come back and submits
+the others again, up to :data:`WORKER_RETRIES` times, with one warning per loss (logger
+``evo_nos.fitness.backend``).  Trainings are deterministic per (rule, seed), so a chunk
+trained again gives the Evaluations its first attempt would have: the search ends as an
+undisturbed one would.  A chunk lost on every attempt gives each of its candidates a
+``lost`` Evaluation (fitness 0, free: no trainings, no steps; never cached, so the rule
+is trained again if it comes back; not in the hall of fame); a re-scoring seed lost so
+is not kept.  Limits, as measured with joblib 1.6:
+
+* loky: when one worker dies, loky shuts the whole pool down, so the chunks in flight
+  on the *other* workers are lost too and trained again (only finished chunks are
+  kept); the next attempt starts a fresh pool, whose workers import evo_nos and load
+  the data again (about 8 s on a 2-core machine, before any training).
+* dask: the scheduler itself reschedules a task whose worker died (up to
+  ``distributed.scheduler.allowed-failures`` times, 3 by default), so a worker killed
+  once costs only its task's time.  When it gives up it raises ``KilledWorker``, but
+  joblib's dask backend does not pass that error on: the ``Parallel`` call then waits
+  for ever, and the retries here never see it.
+* ray: its joblib backend (a multiprocessing-style pool) returns no generators, so an
+  attempt is all or nothing: a loss trains every chunk of the attempt again (not
+  tested: ray is not installed with the tests).  joblib's own ``multiprocessing``
+  backend is the same, and hangs on a killed worker rather than raising.
+
+A ``CommClosedError`` (the dask scheduler gone), a data error
+(:class:`~evo_nos.fitness.data.DataError`) or any other exception still ends the batch.
+
 Workers receive only plain data (rule strings, seeds, the :class:`Task` dataclass and a
 device string), load the data once per worker process (:func:`worker_data`, a cache
 keyed by the data settings and device, loaded by :func:`evo_nos.fitness.train.task_data`)
@@ -69,6 +99,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import itertools
+import logging
 import math
 import statistics
 import time
@@ -79,7 +111,8 @@ import numpy as np
 import torch
 
 from evo_nos.fitness.data import DeviceData
-from evo_nos.fitness.evaluation import CACHED, DIVERGED, HURDLED, INVALID, OK, Evaluation
+from evo_nos.fitness.evaluation import (CACHED, DIVERGED, HURDLED, INVALID, LOST, OK,
+                                        Evaluation)
 from evo_nos.fitness.screen import ScreenResult, screen
 from evo_nos.fitness.tasks import Task, load_task
 from evo_nos.fitness.packed import TRAINING_ERRORS, score_rules
@@ -89,11 +122,28 @@ from evo_nos.core.primitives import RuleSettings
 from evo_nos.core.rules import Rule
 
 STATE_VERSION = 1
+LOG = logging.getLogger(__name__)   # a lost worker is announced here, one line per loss
 _DATA_KEYS = ("data", "n_train", "n_val", "n_test", "image_size", "n_classes", "data_seed",
               "translate", "flip", "channels_last")
 # Task fields that do not change a score (a cache from a task differing only in these
 # is still valid).
 _NEUTRAL_KEYS = ("name", "threads", "eval_batch_size", "pack")
+
+# How many times a chunk whose worker process died is submitted again before its
+# candidates come back LOST (so a chunk is tried at most 1 + WORKER_RETRIES times).
+WORKER_RETRIES = 2
+# The exceptions that mean a worker process is gone (not that a training failed in it):
+# class names, by the top-level package that defines them.  Matched by name along the
+# exception's class hierarchy, so the optional cluster libraries (dask, ray) are never
+# imported for it.  dask's CommClosedError is left out on purpose: it is the client's
+# connection to the scheduler that closed, and no retry can help a search without one.
+WORKER_LOSS_ERRORS = {
+    "concurrent": ("BrokenProcessPool",),                        # concurrent.futures
+    "joblib": ("TerminatedWorkerError", "BrokenProcessPool"),    # loky, vendored by joblib
+    "loky": ("TerminatedWorkerError", "BrokenProcessPool"),      # loky installed on its own
+    "distributed": ("KilledWorker",),                            # dask.distributed
+    "ray": ("WorkerCrashedError", "NodeDiedError", "RayActorError"),
+}
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -185,13 +235,110 @@ def chunked(items: list, n_jobs) -> list[list]:
     return out
 
 
+def worker_lost(error: BaseException) -> bool:
+    """True when ``error`` (or an exception it was raised from) says a joblib worker
+    process died: see :data:`WORKER_LOSS_ERRORS`."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        for cls in type(error).__mro__:
+            package = cls.__module__.partition(".")[0]
+            if cls.__name__ in WORKER_LOSS_ERRORS.get(package, ()):
+                return True
+        error = error.__cause__
+    return False
+
+
+@dataclass(frozen=True)
+class LostChunk:
+    """What :func:`run_chunks` returns for a chunk whose worker died on every attempt."""
+    error: str          # the last error, as ``Type: message``
+    attempts: int       # how many times the chunk was submitted
+
+
+def _numbered(index: int, function, chunk, args: tuple):
+    # runs in the worker: the chunk's result, with the chunk's index
+    return index, function(chunk, *args)
+
+
+def _describe(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    if len(text) > 500:
+        text = text[:497] + "..."
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def run_chunks(function, chunks: list, args: tuple = (), n_jobs=None,
+               retries: int = WORKER_RETRIES) -> list:
+    """``function(chunk, *args)`` for every chunk, through ``joblib.Parallel(n_jobs)``,
+    surviving workers that die; returns the results in the order of ``chunks``.
+
+    Results are collected as they finish (``return_as="generator_unordered"``), so when
+    a worker process dies (:func:`worker_lost`) the chunks that had finished are kept
+    and only the others are submitted again, up to ``retries`` more times, each loss
+    announced by one warning on :data:`LOG`.  A chunk still unfinished after that comes
+    back as a :class:`LostChunk`.  Any other exception (a
+    :class:`~evo_nos.fitness.data.DataError`, a bug) propagates at once.  A joblib
+    backend that cannot return a generator (ray's, multiprocessing's) runs each attempt
+    as one list: a loss there re-runs every chunk of the attempt."""
+    if retries < 0:
+        raise ValueError(f"retries must be >= 0, got {retries}")
+    results: list = [None] * len(chunks)
+    finished = [False] * len(chunks)
+    todo = list(range(len(chunks)))
+    for attempt in range(1, retries + 2):
+        # one chunk per task (batch_size=1): a lost task is one lost chunk, and no worker
+        # waits on another's chunk
+        try:
+            parallel = joblib.Parallel(n_jobs=n_jobs, batch_size=1,
+                                       return_as="generator_unordered")
+        except ValueError:                  # this joblib backend returns lists only
+            parallel = joblib.Parallel(n_jobs=n_jobs, batch_size=1)
+        calls = [joblib.delayed(_numbered)(i, function, chunks[i], args) for i in todo]
+        try:
+            for index, result in parallel(calls):
+                results[index], finished[index] = result, True
+            return results
+        except Exception as err:            # noqa: BLE001 -- re-raised unless a lost worker
+            if not worker_lost(err):
+                raise
+            error = err
+        todo = [i for i in todo if not finished[i]]
+        if not todo:                        # lost after the last chunk had come back
+            return results
+        if attempt <= retries:
+            what = f"submitting them again (retry {attempt} of {retries})"
+        else:
+            what = f"giving up after {attempt} attempts: their candidates come back {LOST!r}"
+        LOG.warning("evo_nos: a joblib worker was lost (%s); %d of %d chunk(s) "
+                    "unfinished, %s", _describe(error), len(todo), len(chunks), what)
+    for i in todo:
+        results[i] = LostChunk(_describe(error), retries + 1)
+    return results
+
+
+def lost_evaluation(rule: str, lost: LostChunk) -> Evaluation:
+    """The Evaluation of a candidate whose chunk was lost: fitness 0 and free (no
+    trainings, no steps), with the error and the attempts as its reason."""
+    return Evaluation(rule=rule, fitness=0.0, status=LOST, trainings=0, steps=0,
+                      reason=f"not scored: its worker was lost on all {lost.attempts} "
+                             f"attempt(s) (last error {lost.error})")
+
+
 def _parallel(jobs: list[tuple[str, int]], task: Task, device: str, n_jobs,
               hurdle: float | None = None, settings: dict | None = None) -> list[Evaluation]:
-    """Evaluations of ``(rule, seed)`` jobs, one packed job per joblib worker."""
-    calls = [joblib.delayed(train_candidates)(chunk, task, device, hurdle, settings)
-             for chunk in chunked(jobs, n_jobs)]
-    return [Evaluation.from_dict(r) for part in joblib.Parallel(n_jobs=n_jobs)(calls)
-            for r in part]
+    """Evaluations of ``(rule, seed)`` jobs, one packed job per joblib worker; the jobs
+    of a chunk lost on every attempt come back :data:`LOST` (see :func:`run_chunks`)."""
+    chunks = chunked(jobs, n_jobs)
+    out: list[Evaluation] = []
+    results = run_chunks(train_candidates, chunks, (task, device, hurdle, settings), n_jobs,
+                         retries=WORKER_RETRIES)
+    for chunk, result in zip(chunks, results):
+        if isinstance(result, LostChunk):
+            out += [lost_evaluation(rule, result) for rule, _ in chunk]
+        else:
+            out += [Evaluation.from_dict(r) for r in result]
+    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -248,7 +395,8 @@ class FitnessBackend:
         self.sweeps: list[float] = []        # best sweep score of every trained candidate
         self._screens: dict[str, ScreenResult] = {}
         self.stats = {"evaluated": 0, "trainings": 0, "cache_hits": 0, "invalid": 0,
-                      "diverged": 0, "hurdled": 0, "rescored": 0, "train_seconds": 0.0}
+                      "diverged": 0, "hurdled": 0, "rescored": 0, "lost": 0,
+                      "train_seconds": 0.0}
 
     # -- scoring ------------------------------------------------------------------------
     def screen(self, rule: Rule | str) -> ScreenResult:
@@ -280,12 +428,19 @@ class FitnessBackend:
             else:
                 to_train[result.fingerprint] = _Pending(i, rule, result)
 
+        lost: dict[str, Evaluation] = {}         # fingerprint -> its lost Evaluation
         for pending, evaluation in zip(to_train.values(), self._train(list(to_train.values()))):
             evaluation.fingerprint = pending.screen.fingerprint
-            self.cache[evaluation.fingerprint] = evaluation
+            if evaluation.status == LOST:        # not scored: never cached, so a later
+                lost[evaluation.fingerprint] = evaluation    # batch trains it again
+            else:
+                self.cache[evaluation.fingerprint] = evaluation
             out[pending.index] = evaluation
         for dup in duplicates:
-            out[dup.index] = self._cached(dup.rule, self.cache[dup.screen.fingerprint])
+            fingerprint = dup.screen.fingerprint
+            out[dup.index] = (dataclasses.replace(lost[fingerprint], rule=dup.rule.canonical)
+                              if fingerprint in lost
+                              else self._cached(dup.rule, self.cache[fingerprint]))
 
         for evaluation in out:
             self._count(evaluation)
@@ -305,6 +460,8 @@ class FitnessBackend:
         out = _parallel(jobs, self.task, self.device, self.n_jobs, self.threshold(),
                         self.changed_settings)
         for evaluation in out:
+            if evaluation.status == LOST:
+                continue
             finite = [v for v in evaluation.lr_scores.values() if math.isfinite(v)]
             if finite:
                 self.sweeps.append(max(finite))
@@ -318,7 +475,10 @@ class FitnessBackend:
         its seeds, ``fitness_se``, ``seed_fitness``) charged only with the new trainings
         (``trainings``, ``steps``, ``seconds``); the cache keeps the combined score.
         Rules not scored (not ok / cached, or unknown to the cache) come back as they
-        are, charged nothing; so do rules that already have ``seeds`` seeds."""
+        are, charged nothing; so do rules that already have ``seeds`` seeds.  A seed
+        whose worker was lost (:data:`LOST`) is not kept, nor are the seeds after it (a
+        rule's k-th seed is always replicate k): the rule keeps fewer seeds, and a later
+        call asks for the missing ones again."""
         jobs, owners = [], []
         for i, evaluation in enumerate(evaluations):
             known = self.cache.get(evaluation.fingerprint)
@@ -331,8 +491,10 @@ class FitnessBackend:
         results = _parallel(jobs, self.task, self.device, self.n_jobs,
                             settings=self.changed_settings)
         out = [dataclasses.replace(e, trainings=0, steps=0, seconds=0.0) for e in evaluations]
+        self.stats["lost"] += sum(r.status == LOST for r in results)
         for i, evaluation in enumerate(evaluations):
-            new = [r for r, owner in zip(results, owners) if owner == i]
+            asked = [r for r, owner in zip(results, owners) if owner == i]
+            new = list(itertools.takewhile(lambda r: r.status != LOST, asked))
             if not new:
                 continue
             known = self.cache[evaluation.fingerprint]
@@ -347,7 +509,9 @@ class FitnessBackend:
             out[i] = dataclasses.replace(
                 combined, rule=evaluation.rule, status=OK, trainings=len(new),
                 steps=sum(r.steps for r in new), seconds=sum(r.seconds for r in new),
-                reason=f"re-scored on {len(new)} more seed(s)")
+                reason=f"re-scored on {len(new)} more seed(s)" + (
+                    f"; {len(asked) - len(new)} more not kept: a worker was lost"
+                    if len(new) < len(asked) else ""))
             self.stats["trainings"] += len(new)
             self.stats["rescored"] += 1
             self.stats["train_seconds"] += out[i].seconds
@@ -368,6 +532,7 @@ class FitnessBackend:
         s["invalid"] += evaluation.status == INVALID
         s["diverged"] += evaluation.status == DIVERGED
         s["hurdled"] += evaluation.status == HURDLED and evaluation.trainings > 0
+        s["lost"] += evaluation.status == LOST
         s["train_seconds"] += evaluation.seconds if evaluation.trainings else 0.0
 
     # -- checkpoints ------------------------------------------------------------------------
@@ -426,4 +591,5 @@ class FitnessBackend:
 
 
 __all__ = ["FitnessBackend", "candidate_seed", "train_candidates", "worker_data",
-           "clear_worker_data", "resolve_device", "load_task", "Task"]
+           "clear_worker_data", "resolve_device", "load_task", "Task", "WORKER_RETRIES",
+           "WORKER_LOSS_ERRORS", "worker_lost", "run_chunks", "LostChunk", "lost_evaluation"]

@@ -5,7 +5,8 @@ import dataclasses
 from dataclasses import dataclass, field
 
 OK, DIVERGED, INVALID, CACHED, HURDLED = "ok", "diverged", "invalid", "cached", "hurdled"
-STATUSES = (OK, DIVERGED, INVALID, CACHED, HURDLED)
+LOST = "lost"       # not scored: the worker process training it died, on every attempt
+STATUSES = (OK, DIVERGED, INVALID, CACHED, HURDLED, LOST)
 
 
 @dataclass
@@ -14,14 +15,16 @@ class Evaluation:
     fitness: float                  # validation accuracy of the final run (0 when failed)
     status: str                     # ok | diverged | invalid | cached | hurdled (the sweep
                                     # fell below the hurdle: fitness is its best sweep score)
+                                    # | lost (its worker died every time: fitness 0, free,
+                                    # never cached, so the rule can be scored later)
     best_lr: float | None = None
     lr_scores: dict = field(default_factory=dict)   # {lr: validation accuracy} of the sweep
     steps: int = 0                  # optimizer steps taken (all runs of this evaluation)
     seconds: float = 0.0            # wall-clock time spent
     trainings: int = 0              # protocol runs trained for this evaluation (one per
-                                    # seed; 0: free -- cached, invalid)
+                                    # seed; 0: free -- cached, invalid, lost)
     fingerprint: str | None = None  # functional fingerprint (behaviourally equal rules share it)
-    reason: str = ""                # why invalid / diverged / hurdled
+    reason: str = ""                # why invalid / diverged / hurdled / lost
     seeds: int = 1                  # backend seeds the fitness is the mean of
     fitness_se: float | None = None  # standard error of that mean (None below 2 seeds)
     seed_fitness: list = field(default_factory=list)  # the fitness of each seed, in order

@@ -96,8 +96,10 @@ def _check_server(uri: str) -> None:
 
 def first_line(err: BaseException) -> str:
     """An exception's message cut to its first line (MLflow's carry whole tracebacks)."""
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
+    lines = [line.strip() for line in str(err).strip().splitlines()]
+    # SQLAlchemy prefixes the error that matters with a note on how it was raised
+    lines = [line for line in lines if line and not line.startswith("(raised as a result")]
+    return lines[0] if lines else type(err).__name__
 
 
 def default_artifact_location(tracking_uri: str) -> str | None:

@@ -1,0 +1,383 @@
+"""What survives what: faults injected at exact points (tests/faults.py), with real
+signals, real files and real processes, then the checks a user would make."""
+import os
+import pickle
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from evo_nos.cli import run as cli
+from evo_nos.cli.options import EXIT_INTERRUPTED
+from evo_nos.core.files import FileLock
+from evo_nos.search import (CHECKPOINT_FILE, PREVIOUS_FILE, CheckpointError, Search, SearchInUse,
+                            load_checkpoint, new_search_dir)
+from evo_nos.search.checkpoint import LOCK_FILE, REQUIRED_KEYS, frame
+from evo_nos.fitness.standin import StandInBackend
+from evo_nos.operators.space import SearchSpace
+from evo_nos.strategies import make_strategy
+
+from mlflow_store import fresh_store
+
+FAULTS = str(Path(__file__).with_name("faults.py"))
+STANDIN = "standin:mul(exp(mul(sign_g, sign_m)), g)"
+BATCH = 4
+ARGS = ["--fitness", STANDIN, "--budget", "24", "--seed", "3", "--batch-size", str(BATCH),
+        "--population", "8", "--tournament", "3", "--quiet", "--out", "runs"]
+
+
+@pytest.fixture
+def store(tmp_path):
+    return fresh_store(tmp_path / "store")
+
+
+def run(tmp_path, store, *args, fault=None, n=1, env=None):
+    """``python -m evo_nos.run ARGS`` in ``tmp_path`` (with ``fault`` injected at its
+    ``n``-th occasion); SIGINT's default action restored, whatever this process has."""
+    command = ([sys.executable, FAULTS, fault, str(n), "--"] if fault
+               else [sys.executable, "-m", "evo_nos.run"]) + list(args)
+    environment = dict(os.environ, MLFLOW_TRACKING_URI=store, **(env or {}))
+    if store is None:
+        environment.pop("MLFLOW_TRACKING_URI")
+    return subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True,
+                          text=True, timeout=300,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def resume(tmp_path, store) -> int:
+    """``--resume last`` in this process (what the fault left is in a real folder)."""
+    return cli.main(["--resume", "last", "--quiet", "--out", str(tmp_path / "runs"),
+                     "--tracking-uri", store])
+
+
+def last_line(proc) -> str:
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def parent_runs(uri, *, deleted=False):
+    client = MlflowClient(tracking_uri=uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(experiments, filter_string="tags.`mlflow.parentRunId` IS NULL",
+                              run_view_type=3 if deleted else 1,
+                              order_by=["attributes.start_time ASC"])
+
+
+def folder_of(tmp_path) -> Path:
+    (folder,) = (tmp_path / "runs").iterdir()
+    return folder
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The search of ARGS run once, undisturbed: what every fault must end in."""
+    tmp = tmp_path_factory.mktemp("reference")
+    uri = fresh_store(tmp / "store")
+    assert cli.main([*ARGS[:-1], str(tmp / "runs"), "--tracking-uri", uri]) == 0
+    (folder,) = (tmp / "runs").iterdir()
+    state = load_checkpoint(folder)
+    (parent,) = parent_runs(uri)
+    history = MlflowClient(tracking_uri=uri).get_metric_history(parent.info.run_id, "fitness")
+    return state, [(m.step, m.value) for m in history]
+
+
+def scores(history):
+    return [(r["rule"], r["fitness"], r["status"], r["step"]) for r in history]
+
+
+def hall_of_fame(state):
+    return {key: (entry[0]["rule"], entry[0]["fitness"], entry[0]["seeds"])
+            for key, entry in state["hall_of_fame"]["top"].items()}
+
+
+def same_search(state, reference_state):
+    assert state["status"] == "finished"
+    assert scores(state["history"]) == scores(reference_state["history"])
+    assert hall_of_fame(state) == hall_of_fame(reference_state)
+
+
+def fitness_points(uri, run_id):
+    points = MlflowClient(tracking_uri=uri).get_metric_history(run_id, "fitness")
+    return sorted((m.step, m.value) for m in points)
+
+
+# -- Ctrl+C and kill -9 ---------------------------------------------------------------------
+def test_ctrl_c_in_a_batch_saves_the_batches_before_it_and_resume_finishes_the_same_search(
+        tmp_path, store, reference):
+    proc = run(tmp_path, store, *ARGS, fault="sigint-in-batch", n=6)   # in the 6th batch
+    assert proc.returncode == EXIT_INTERRUPTED, proc.stderr
+    assert "interrupted; continue with: python -m evo_nos.run --resume" in proc.stdout
+    assert "Traceback" not in proc.stderr + proc.stdout
+    stopped = load_checkpoint(folder_of(tmp_path))
+    assert stopped["status"] == "interrupted"
+    assert stopped["counts"]["evaluations"] == 5 * BATCH        # the 6th batch is dropped
+    assert scores(stopped["history"]) == scores(reference[0]["history"][:5 * BATCH])
+    (parent,) = parent_runs(store)
+    assert parent.info.status == "KILLED" and parent.info.run_id == stopped["run_id"]
+
+    assert resume(tmp_path, store) == 0
+    finished = load_checkpoint(folder_of(tmp_path))
+    same_search(finished, reference[0])
+    (parent,) = parent_runs(store)
+    assert parent.info.status == "FINISHED" and parent.info.run_id == stopped["run_id"]
+    assert fitness_points(store, parent.info.run_id) == sorted(reference[1])
+
+
+def test_kill_9_in_the_first_batch_resumes_into_the_same_run(tmp_path, store, reference):
+    proc = run(tmp_path, store, *ARGS, fault="kill-in-batch", n=1)
+    assert proc.returncode == -signal.SIGKILL
+    started = load_checkpoint(folder_of(tmp_path))        # written before the first training
+    assert started["counts"]["evaluations"] == 0 and started["run_id"] is not None
+    assert resume(tmp_path, store) == 0
+    same_search(load_checkpoint(folder_of(tmp_path)), reference[0])
+    (parent,) = parent_runs(store)                         # one run, not a second one
+    assert parent.info.status == "FINISHED" and parent.info.run_id == started["run_id"]
+    assert fitness_points(store, parent.info.run_id) == sorted(reference[1])
+
+
+def test_kill_9_before_the_run_id_was_saved_adopts_the_run_it_had_made(tmp_path, store,
+                                                                       reference):
+    proc = run(tmp_path, store, *ARGS, fault="kill-after-run-created", n=1)
+    assert proc.returncode == -signal.SIGKILL
+    started = load_checkpoint(folder_of(tmp_path))
+    assert started["run_id"] is None
+    (orphan,) = parent_runs(store)
+    assert orphan.info.status == "RUNNING"
+    assert resume(tmp_path, store) == 0
+    finished = load_checkpoint(folder_of(tmp_path))
+    same_search(finished, reference[0])
+    (parent,) = parent_runs(store)
+    assert parent.info.run_id == orphan.info.run_id == finished["run_id"]
+    assert parent.info.status == "FINISHED"
+
+
+def test_ctrl_c_during_start_up_is_one_line_and_leaves_nothing(tmp_path, store):
+    proc = run(tmp_path, store, *ARGS, fault="sigint-at-startup", n=1)
+    assert proc.returncode == EXIT_INTERRUPTED
+    assert last_line(proc) == "interrupted before the search started: nothing was saved"
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    assert parent_runs(store) == []
+
+
+# -- the MLflow store -------------------------------------------------------------------------
+def test_searches_started_together_in_a_fresh_folder_all_run_and_keep_apart(tmp_path):
+    """Default store (./mlflow.db, created by whoever comes first), same strategy and
+    seed, started in the same moment: every search finishes in a folder of its own."""
+    command = [sys.executable, "-m", "evo_nos.run", *ARGS]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    procs = [subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errors
+    folders = sorted((tmp_path / "runs").iterdir())
+    assert len(folders) == 3
+    states = [load_checkpoint(f) for f in folders]
+    assert len({s["run_id"] for s in states}) == 3
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert sorted(r.info.run_id for r in parent_runs(uri)) == sorted(s["run_id"] for s in states)
+    assert [r.info.status for r in parent_runs(uri)] == ["FINISHED"] * 3
+    assert all(scores(s["history"]) == scores(states[0]["history"]) for s in states)
+
+
+def test_new_search_folders_never_collide(tmp_path):
+    names = [new_search_dir(tmp_path, "evo-seed0-20261202-120000").name for _ in range(3)]
+    assert names == ["evo-seed0-20261202-120000", "evo-seed0-20261202-120000-2",
+                     "evo-seed0-20261202-120000-3"]
+
+
+def test_a_store_that_turns_read_only_mid_search_stops_it_in_one_line_and_resume_finishes(
+        tmp_path, store, reference):
+    proc = run(tmp_path, store, *ARGS, fault="read-only-store", n=3)   # 3rd batch's metrics
+    assert proc.returncode == 1
+    line = last_line(proc)
+    assert line.startswith("error: the MLflow store") and "readonly database" in line
+    assert "--resume" in line
+    stopped = load_checkpoint(folder_of(tmp_path))
+    assert stopped["status"] == "interrupted"
+    assert stopped["counts"]["evaluations"] == 2 * BATCH   # back to the last logged batch
+    assert resume(tmp_path, store) == 0
+    same_search(load_checkpoint(folder_of(tmp_path)), reference[0])
+    (parent,) = parent_runs(store)
+    assert parent.info.status == "FINISHED"
+    assert fitness_points(store, parent.info.run_id) == sorted(reference[1])   # no doubles
+
+
+def test_an_unreachable_tracking_server_is_one_line_at_once(tmp_path):
+    proc = run(tmp_path, "http://127.0.0.1:9", *ARGS)
+    assert proc.returncode == 1
+    line = last_line(proc)
+    assert line.startswith("error: cannot reach the MLflow tracking server http://127.0.0.1:9")
+    assert "unset MLFLOW_TRACKING_URI" in line
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_damaged_store_is_named_with_what_to_do(tmp_path):
+    (tmp_path / "mlflow.db").write_bytes(b"not a database at all")
+    proc = run(tmp_path, f"sqlite:///{tmp_path / 'mlflow.db'}", *ARGS)
+    assert proc.returncode == 1
+    line = last_line(proc)
+    assert line.startswith("error: cannot open the MLflow store") and "move it aside" in line
+    assert not (tmp_path / "runs").exists()
+
+
+# -- one writer per search --------------------------------------------------------------------
+def test_a_search_held_by_a_live_process_refuses_a_second_writer(tmp_path, store):
+    first = run(tmp_path, store, *ARGS, fault="sigint-in-batch", n=3)
+    assert first.returncode == EXIT_INTERRUPTED
+    folder = folder_of(tmp_path)
+    before = (folder / CHECKPOINT_FILE).read_bytes()
+    with FileLock(folder / LOCK_FILE):        # this test process plays the live writer
+        second = run(tmp_path, store, "--resume", "last", "--quiet", "--out", "runs")
+    assert second.returncode == 1
+    assert last_line(second) == (f"error: the search in runs/{folder.name} is running in "
+                                 f"another process (pid {os.getpid()} on {os.uname()[1]}): "
+                                 "wait for it to end, or stop it first")
+    assert (folder / CHECKPOINT_FILE).read_bytes() == before
+    (parent,) = parent_runs(store)
+    assert parent.info.status == "KILLED"
+
+
+def standin_search(folder, **kwargs):
+    strategy = make_strategy("random", SearchSpace(), 0)
+    return Search(strategy, StandInBackend("powersign"), budget=12, batch_size=3,
+                  progress=False, checkpoint_dir=folder, **kwargs)
+
+
+def resumed_standin(folder):
+    return Search.resume(folder, make_strategy("random", SearchSpace(), 0),
+                         StandInBackend("powersign"), progress=False)
+
+
+class InterruptedStandIn(StandInBackend):
+    """Ctrl+C in its second batch."""
+    calls = 0
+
+    def evaluate(self, rules):
+        self.calls += 1
+        if self.calls == 2:
+            raise KeyboardInterrupt
+        return super().evaluate(rules)
+
+
+def test_a_search_run_by_another_process_since_it_was_loaded_is_refused(tmp_path):
+    strategy = make_strategy("random", SearchSpace(), 0)
+    assert Search(strategy, InterruptedStandIn("powersign"), budget=12, batch_size=3,
+                  progress=False, checkpoint_dir=tmp_path).run().status == "interrupted"
+    first, second = resumed_standin(tmp_path), resumed_standin(tmp_path)
+    assert first.run().status == "finished"
+    with pytest.raises(SearchInUse, match="was run by another process after this one "
+                                          "loaded it: resume it again"):
+        second.run()
+    assert load_checkpoint(tmp_path)["trainings"] == 12
+
+
+def test_a_new_search_never_overwrites_a_folder_that_holds_one(tmp_path):
+    standin_search(tmp_path).run()
+    with pytest.raises(ValueError, match="already holds a search"):
+        standin_search(tmp_path).run()
+
+
+# -- damaged checkpoints ----------------------------------------------------------------------
+@pytest.fixture
+def saved(tmp_path):
+    """A folder with a finished stand-in search: its checkpoint and the previous one."""
+    standin_search(tmp_path).run()
+    return tmp_path
+
+
+def damage_cases(data: bytes):
+    yield "truncated", data[:len(data) // 2]
+    yield "emptied", b""
+    yield "garbage", bytes(random.Random(1).getrandbits(8) for _ in range(len(data)))
+    state = pickle.loads(data.partition(b"\n")[2])
+    yield "no config", frame(pickle.dumps({k: v for k, v in state.items() if k != "config"}))
+
+
+def test_truncated_emptied_garbage_or_incomplete_checkpoints_are_refused_by_name(saved):
+    path = saved / CHECKPOINT_FILE
+    good = path.read_bytes()
+    for case, data in damage_cases(good):
+        path.write_bytes(data)
+        with pytest.raises(CheckpointError) as refused:
+            load_checkpoint(saved)
+        message = str(refused.value)
+        assert "\n" not in message, case
+        assert f"mv {saved / PREVIOUS_FILE} {path}" in message, case
+    path.write_bytes(good)
+    assert load_checkpoint(saved)["trainings"] == 12
+
+
+def test_every_one_of_300_single_bit_flips_is_refused(saved):
+    path = saved / CHECKPOINT_FILE
+    good = path.read_bytes()
+    rng = random.Random(0)
+    refused = 0
+    for _ in range(300):
+        bit = rng.randrange(len(good) * 8)
+        flipped = bytearray(good)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        path.write_bytes(bytes(flipped))
+        try:
+            load_checkpoint(saved)
+        except CheckpointError:
+            refused += 1
+    assert refused == 300
+
+
+def test_a_checkpoint_lost_between_its_two_renames_falls_back_to_the_previous_one(saved):
+    previous = load_checkpoint(saved / PREVIOUS_FILE)
+    (saved / CHECKPOINT_FILE).unlink()
+    assert scores(load_checkpoint(saved)["history"]) == scores(previous["history"])
+
+
+def test_a_damaged_checkpoint_whose_previous_one_is_damaged_too_says_so(saved):
+    (saved / CHECKPOINT_FILE).write_bytes(b"")
+    (saved / PREVIOUS_FILE).write_bytes(b"x")
+    with pytest.raises(CheckpointError, match="cannot be resumed; start it again"):
+        load_checkpoint(saved)
+
+
+def test_format_1_checkpoints_are_still_read(saved):
+    state = load_checkpoint(saved)
+    (saved / CHECKPOINT_FILE).write_bytes(pickle.dumps({**state, "version": 1}))
+    assert load_checkpoint(saved)["history"] == state["history"]
+    assert set(REQUIRED_KEYS) <= set(load_checkpoint(saved))
+
+
+def test_resume_of_a_damaged_checkpoint_is_one_line_and_the_previous_one_finishes_the_search(
+        tmp_path, store, reference):
+    assert run(tmp_path, store, *ARGS, fault="sigint-in-batch", n=4).returncode == \
+        EXIT_INTERRUPTED
+    folder = folder_of(tmp_path)
+    path = folder / CHECKPOINT_FILE
+    damaged = path.read_bytes()[:-100]
+    path.write_bytes(damaged)
+    proc = run(tmp_path, store, "--resume", "last", "--quiet", "--out", "runs")
+    assert proc.returncode == 1
+    line = last_line(proc)
+    assert line.startswith(f"error: runs/{folder.name}/{CHECKPOINT_FILE} is damaged")
+    assert f"mv runs/{folder.name}/{PREVIOUS_FILE} runs/{folder.name}/{CHECKPOINT_FILE}" in line
+    assert path.read_bytes() == damaged                     # refused, and nothing written
+    os.replace(folder / PREVIOUS_FILE, path)                # what the message says to do
+    assert resume(tmp_path, store) == 0
+    same_search(load_checkpoint(folder), reference[0])
+    (parent,) = parent_runs(store)
+    assert parent.info.status == "FINISHED"
+
+
+# -- bad data on a fresh start ----------------------------------------------------------------
+def test_a_search_that_fails_before_training_anything_leaves_nothing_behind(tmp_path, store):
+    empty = tmp_path / "images"
+    (empty / "train").mkdir(parents=True)
+    proc = run(tmp_path, store, "--preset", "smoke", "--data", f"imagefolder:{empty}",
+               "--budget", "2", "--quiet", "--out", "runs")
+    assert proc.returncode == 1
+    assert last_line(proc).startswith("error: ")
+    assert not (tmp_path / "runs").exists()
+    assert parent_runs(store) == []
+    assert [r.info.lifecycle_stage for r in parent_runs(store, deleted=True)] == ["deleted"]
