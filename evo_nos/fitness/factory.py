@@ -38,8 +38,10 @@ def make_backend(config: dict):
 @contextlib.contextmanager
 def joblib_backend(name: str | None, n_jobs: int, scheduler: str | None = None):
     """Run the trainings on the chosen joblib backend (loky: joblib's default; dask: a
-    client to ``scheduler`` or a local cluster of ``n_jobs`` workers; ray: registered).
-    Dask and ray are optional: their import errors say how to install them."""
+    client to ``scheduler`` or a local cluster of ``n_jobs`` workers; ray: the cluster at
+    ``RAY_ADDRESS``, else one ``ray start`` began on this machine, else a new local one,
+    with one worker per GPU or per CPU: :func:`ray_worker_resources`).  Dask and ray are
+    optional: their import errors say how to install them."""
     if not name or name == "loky":
         yield
         return
@@ -67,9 +69,40 @@ def joblib_backend(name: str | None, n_jobs: int, scheduler: str | None = None):
         return
     if name == "ray":
         try:
-            from ray.util.joblib import register_ray                # optional dependency
+            import ray                                              # optional dependency
+            from ray.util.joblib import register_ray
         except ImportError as err:
             raise ValueError("--backend ray needs ray: pip install 'evo_nos[ray]'") from err
         register_ray()
+        started = not ray.is_initialized()
+        if started:     # RAY_ADDRESS, else a cluster `ray start` began here, else a new one
+            ray.init()
+        try:
+            resources = ray_worker_resources(ray.cluster_resources(), n_jobs)
+            with joblib.parallel_config(backend="ray", ray_remote_args=resources):
+                yield
+        finally:
+            if started:
+                ray.shutdown()
+        return
     with joblib.parallel_config(backend=name):
         yield
+
+
+def ray_worker_resources(cluster: dict, n_jobs: int | None) -> dict:
+    """What each of the ``n_jobs`` ray workers of a search reserves, given the cluster's
+    resources (``ray.cluster_resources()``): one GPU where the cluster has GPUs (ray then
+    shows each worker only its own GPU, through ``CUDA_VISIBLE_DEVICES``), else one CPU.
+    Ray's joblib workers reserve nothing by default: ray may then start them all on one
+    machine, each seeing all its GPUs.  Raises ValueError when the cluster cannot hold
+    ``n_jobs`` such workers at once."""
+    gpus, cpus = int(cluster.get("GPU", 0)), int(cluster.get("CPU", 0))
+    if gpus:
+        if n_jobs is None or not 1 <= n_jobs <= gpus:
+            raise ValueError(f"--backend ray runs one worker per GPU and the ray cluster "
+                             f"has {gpus}: give --n-jobs from 1 to {gpus}, not {n_jobs}")
+        return {"num_gpus": 1}
+    if n_jobs is not None and n_jobs > cpus:
+        raise ValueError(f"--n-jobs {n_jobs} is more than the {cpus} CPUs of the ray "
+                         f"cluster (one worker per CPU)")
+    return {"num_cpus": 1}
