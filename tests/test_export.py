@@ -137,13 +137,79 @@ def test_class_docstring_shows_math_latex_and_canonical_string(tmp_path):
     assert cls.rule == "mul(exp(mul(sign_g, sign_m)), g)"
 
 
-def test_constructor_is_rule_optimizers_minus_rule_and_settings(tmp_path):
-    cls = exported_class("addsign-ld", tmp_path)
+@pytest.mark.parametrize("rule,betas", [
+    ("addsign-ld", (0.9,)), ("adam", (0.9, 0.999)), ("add(rmsprop, r)", (0.999, 0.999)),
+    ("sgd", None), ("signsgd", None),
+])
+def test_constructor_is_rule_optimizers_minus_rule_and_settings_plus_its_betas(
+        rule, betas, tmp_path):
+    cls = exported_class(rule, tmp_path)
     ours = inspect.signature(RuleOptimizer.__init__)
-    expected = [p for name, p in ours.parameters.items() if name not in ("rule", "settings")]
+    expected = [(p.name, p.kind, p.default) for name, p in ours.parameters.items()
+                if name not in ("rule", "settings")]
+    if betas is not None:        # keyword-only, first after lr: one beta per average read
+        expected.insert(3, ("betas", inspect.Parameter.KEYWORD_ONLY, betas))
     got = list(inspect.signature(cls.__init__).parameters.values())
-    assert [(p.name, p.kind, p.default) for p in got] == \
-        [(p.name, p.kind, p.default) for p in expected]
+    assert [(p.name, p.kind, p.default) for p in got] == expected
+
+
+def test_betas_set_the_averages_the_rule_reads_as_rule_optimizer_settings_do(tmp_path):
+    adam = exported_class("adam", tmp_path)
+    w = torch.nn.Parameter(torch.ones(2))
+    assert adam([w], lr=0.1, betas=(0.8, 0.99)).param_groups[0]["betas"] == (0.8, 0.99, 0.999)
+    assert adam([w]).param_groups[0]["betas"] == (0.9, 0.999, 0.999)
+    steps = gradient_steps()
+    settings = RuleSettings(beta1=0.8, beta2=0.99)
+    ours = trajectory(lambda ps: RuleOptimizer(ps, "adam", lr=0.01, settings=settings), steps)
+    theirs = trajectory(lambda ps: adam(ps, lr=0.01, betas=(0.8, 0.99)), steps)
+    for a, b in zip(ours, theirs):
+        assert torch.equal(a, b)
+    # a rule reading v and r takes (beta2, beta3); PowerSign, reading m, takes (beta1,)
+    vr = exported_class("add(rmsprop, r)", tmp_path)
+    assert vr([w], betas=(0.5, 0.6)).param_groups[0]["betas"] == (0.9, 0.5, 0.6)
+    powersign = exported_class("powersign", tmp_path)
+    assert powersign([w], betas=[0.7]).param_groups[0]["betas"] == (0.7, 0.999, 0.999)
+
+
+@pytest.mark.parametrize("betas", [(0.9,), (0.9, 0.999, 0.999), (0.9, 1.0), (-0.1, 0.9), 0.9,
+                                   ("a", 0.9)])
+def test_betas_of_the_wrong_form_are_refused_naming_the_right_one(betas, tmp_path):
+    adam = exported_class("adam", tmp_path)
+    with pytest.raises(ValueError) as info:
+        adam([torch.nn.Parameter(torch.ones(1))], betas=betas)
+    assert str(info.value) == (f"Invalid betas: {betas!r} (must be (beta1, beta2), each in "
+                               "[0, 1): the decays of this rule's running averages m, v)")
+    powersign = exported_class("powersign", tmp_path)
+    with pytest.raises(ValueError) as info:
+        powersign([torch.nn.Parameter(torch.ones(1))], betas=(0.9, 0.999))
+    assert str(info.value) == ("Invalid betas: (0.9, 0.999) (must be (beta1,), each in "
+                               "[0, 1): the decays of this rule's running averages m)")
+
+
+def test_a_rule_reading_no_average_takes_no_betas(tmp_path):
+    sgd = exported_class("sgd", tmp_path)
+    with pytest.raises(TypeError, match="betas"):
+        sgd([torch.nn.Parameter(torch.ones(1))], lr=0.1, betas=(0.9, 0.999))
+    assert "betas:" not in sgd.__doc__
+    assert "Param groups also hold betas, (beta1, beta2, beta3), which this rule does not " \
+           "read." in sgd.__doc__
+
+
+def test_docstring_names_the_betas_of_the_averages_the_rule_reads(tmp_path):
+    cls = exported_class("adam", tmp_path, settings={"beta2": 0.99})
+    doc = inspect.cleandoc(cls.__doc__).splitlines()
+    start = doc.index("    betas: (beta1, beta2), default (0.9, 0.99): the decays of the "
+                      "running averages")
+    assert doc[start + 1:start + 4] == ["        this rule reads, each in [0, 1):",
+                                        "        m̂: running average of g (beta1).",
+                                        "        v̂: running average of g² (beta2)."]
+    assert "    lr: learning rate (default 0.001)." in doc
+    assert "Constants: adam_eps=1e-08, bias_correction=True." in doc
+    assert doc[-4:-2] == [
+        "Param groups hold all three betas, (beta1, beta2, beta3), of which this rule reads",
+        "beta1, beta2. OneCycleLR(cycle_momentum=True) cycles beta1, as for torch's Adam."]
+    doc = inspect.cleandoc(exported_class("powersign", tmp_path).__doc__).splitlines()
+    assert "    betas: (beta1,), default (0.9,): the decays of the running averages" in doc
 
 
 def test_module_exports_only_the_class(tmp_path):
@@ -299,6 +365,10 @@ def test_spec_describes_the_rule():
     assert spec["requires_total_steps"] is True
     assert spec["constants"] == {"beta1": 0.9, "bias_correction": True}
     assert spec["settings"] == RuleSettings().as_dict()
+    assert spec["defaults"] == {"lr": 1e-3, "betas": [0.9], "total_steps": None,
+                                "weight_decay": 0.0, "maximize": False, "foreach": None,
+                                "capturable": False}
+    assert spec["search"] is None                      # no search found it
     assert spec["evo_nos_version"]
     json.dumps(spec)                                   # JSON-able as is
 
@@ -310,6 +380,8 @@ def test_spec_constants_are_the_settings_the_rule_reads():
     assert export_spec("add(eps, rd)")["constants"] == {"noise_std": 0.1, "rd_periods": 1.0}
     assert export_spec("sgd")["constants"] == {}
     assert export_spec("adam")["state"] == ["step", "m", "v"]
+    assert export_spec("adam", settings={"beta1": 0.5})["defaults"]["betas"] == [0.5, 0.999]
+    assert "betas" not in export_spec("sgd")["defaults"]
 
 
 def test_export_writes_source_and_json_beside_it(tmp_path):
@@ -340,6 +412,31 @@ def test_cli_writes_both_files(tmp_path, capsys):
     assert spec["class_name"] == "PowerSignCd"
     assert spec["settings"]["bias_correction"] is False and spec["settings"]["beta1"] == 0.8
     assert "exp(cd·sign(g)·sign(m̂))·g" in capsys.readouterr().out
+
+
+def test_cli_without_out_writes_the_class_file_in_the_current_folder(tmp_path, monkeypatch,
+                                                                      capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["--rule", "adam"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "wrote class Adam to Adam.py (spec: Adam.json)",
+        "  w <- w - lr * Adam",
+        "  use: opt = Adam(model.parameters())  # lr=0.001 by default"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Adam.json", "Adam.py"]
+    assert (tmp_path / "Adam.py").read_text(encoding="utf-8") == export_source("adam")
+    assert main(["--rule", "powersign-ld", "--name", "Mine"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "wrote class Mine to Mine.py (spec: Mine.json)"
+    assert (tmp_path / "Mine.py").is_file()
+
+
+def test_cli_without_out_refuses_a_folder_of_the_class_name(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "PowerSign.py").mkdir()
+    with pytest.raises(SystemExit) as info:
+        main(["--rule", "powersign"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err == \
+        "error: 'PowerSign.py' is a folder, not a .py file (see --help)\n"
 
 
 @pytest.mark.parametrize("argv,message", [

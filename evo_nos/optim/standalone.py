@@ -96,7 +96,9 @@ class RuleOptimizerBase(torch.optim.Optimizer):
 
     Every param group has ``lr``, ``betas`` (beta1, beta2, beta3: what
     ``OneCycleLR(cycle_momentum=True)`` cycles, as for torch's Adam), ``total_steps``,
-    ``weight_decay``, ``maximize``, ``foreach`` and ``capturable``.
+    ``weight_decay``, ``maximize``, ``foreach`` and ``capturable``.  The constructor's
+    ``betas`` names only the rule's own: one beta per average in ``_averages`` (see
+    ``_group_betas``); the others keep the class's.
 
     ``capturable=True`` keeps ``state["step"]`` as a 0-dim float32 tensor on the
     parameter's device (as torch's Adam does) and computes the bias corrections and
@@ -111,7 +113,7 @@ class RuleOptimizerBase(torch.optim.Optimizer):
     _needs_total_steps = False
     _reads_weights = True      # whether the direction reads w (False saves a copy per step)
 
-    def __init__(self, params, lr=1e-3, *, total_steps=None, weight_decay=0.0,
+    def __init__(self, params, lr=1e-3, *, betas=None, total_steps=None, weight_decay=0.0,
                  maximize=False, foreach=None, capturable=False):
         if not (isinstance(lr, (int, float)) or torch.is_tensor(lr)) or not lr >= 0.0:
             raise ValueError(f"Invalid learning rate: {lr!r} (must be a number >= 0)")
@@ -124,12 +126,34 @@ class RuleOptimizerBase(torch.optim.Optimizer):
                 "this rule uses a decay operand (ld, cd or rd), which needs the length of "
                 "training: pass total_steps=<number of optimizer steps you will take>"
             )
-        defaults = dict(lr=lr, betas=tuple(self._betas), total_steps=total_steps,
+        defaults = dict(lr=lr, betas=self._group_betas(betas), total_steps=total_steps,
                         weight_decay=weight_decay, maximize=maximize, foreach=foreach,
                         capturable=bool(capturable))
         super().__init__(params, defaults)
         self._flat_cache = {}      # see _flat_averages; never pickled (torch pickles only
         self._flat_used = set()    # defaults, state and param_groups)
+
+    def _group_betas(self, betas):
+        """A param group's (beta1, beta2, beta3) from the constructor's ``betas``: None
+        (the class's), or one beta per running average the rule reads, in the order of
+        ``_averages`` (an Adam-like rule reading m and v takes (beta1, beta2))."""
+        full = list(self._betas)
+        if betas is None:
+            return tuple(full)
+        names = [f"beta{'mvr'.index(name) + 1}" for name in self._averages]
+        try:
+            values = tuple(float(beta) for beta in betas)
+        except (TypeError, ValueError):
+            values = None
+        if values is None or len(values) != len(names) or not all(
+                0.0 <= beta < 1.0 for beta in values):
+            form = "(" + ", ".join(names) + ("," if len(names) == 1 else "") + ")"
+            raise ValueError(f"Invalid betas: {betas!r} (must be {form}, each in [0, 1): the "
+                             f"decays of this rule's running averages "
+                             f"{', '.join(self._averages)})")
+        for name, beta in zip(self._averages, values):
+            full["mvr".index(name)] = beta
+        return tuple(full)
 
     def __setstate__(self, state):
         super().__setstate__(state)

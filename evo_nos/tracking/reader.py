@@ -17,6 +17,7 @@ from urllib.request import url2pathname
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from evo_nos.optim.export import SearchOrigin
 from evo_nos.tracking.store import (DEFAULT_EXPERIMENT, KIND_TAG, PARENT_TAG, RUN_KINDS, SEARCH,
                                     default_tracking_uri, open_client)
 
@@ -198,10 +199,14 @@ def load_hall_of_fame(run_id: str, tracking_uri: str | None = None) -> list[dict
                      "scored; wait for the search or resume it")
 
 
-def hall_of_fame_rule(run_id: str, rank: int = 1, tracking_uri: str | None = None) -> str:
-    """The rule string at ``rank`` (1 = best) of a search's hall of fame.
+def hall_of_fame_entry(run_id: str, rank: int = 1, tracking_uri: str | None = None) -> dict:
+    """The hall-of-fame row at ``rank`` (1 = best) of a search (see
+    :func:`load_hall_of_fame`: rule, fitness, fitness_se, seeds, best_lr, ...), plus
+    ``run_id``, the search's run id, and ``preset``, the search's preset (None if it
+    logged none).
 
-    The run may also be one of a search's nested hall-of-fame runs (it names its rule).
+    The run may also be one of a search's nested hall-of-fame runs: its entry in its
+    search's hall of fame (``rank`` must then be 1).
     """
     run = get_run(run_id, tracking_uri)
     if run.is_child and run.tags.get("rule"):
@@ -209,12 +214,33 @@ def hall_of_fame_rule(run_id: str, rank: int = 1, tracking_uri: str | None = Non
             raise ValueError(f"run {run_id} is the hall-of-fame entry #{run.tags.get('rank')} "
                              f"of search {run.tags[PARENT_TAG]}: it holds one rule; give "
                              "the parent run id with --rank instead")
-        return run.tags["rule"]
+        entry = hall_of_fame_entry(run.tags[PARENT_TAG], int(run.tags["rank"]), tracking_uri)
+        if entry["rule"] != run.tags["rule"]:
+            raise ValueError(f"run {run_id} names {run.tags['rule']}, no longer entry "
+                             f"#{run.tags['rank']} of search {run.tags[PARENT_TAG]}: give "
+                             "the search's run id with --rank")
+        return entry
     rows = load_hall_of_fame(run_id, tracking_uri)
     if not 1 <= rank <= len(rows):
         raise ValueError(f"run {run_id}'s hall of fame has {len(rows)} rule(s): the rank must "
                          f"be 1..{len(rows)}, got {rank}")
-    return rows[rank - 1]["rule"]
+    preset = run.tags.get("preset") or run.params.get("preset")
+    return {**rows[rank - 1], "run_id": run.run_id, "preset": preset}
+
+
+def hall_of_fame_rule(run_id: str, rank: int = 1, tracking_uri: str | None = None) -> str:
+    """The rule string at ``rank`` (1 = best) of a search's hall of fame (see
+    :func:`hall_of_fame_entry`)."""
+    return hall_of_fame_entry(run_id, rank, tracking_uri)["rule"]
+
+
+def export_origin(run_id: str, rank: int = 1, tracking_uri: str | None = None) -> SearchOrigin:
+    """What an export of the hall-of-fame entry at ``rank`` records about its search (run,
+    preset, rank, rule, fitness ± SE, seeds, best lr; see :func:`hall_of_fame_entry`): the
+    one source of ``python -m evo_nos.export --run`` and of the best optimizer a search
+    logs."""
+    entry = hall_of_fame_entry(run_id, rank, tracking_uri)
+    return SearchOrigin.from_entry(entry, run_id=entry["run_id"], preset=entry["preset"])
 
 
 def experiment_name(experiment_id: str, tracking_uri: str | None = None) -> str:
