@@ -7,7 +7,7 @@ The same pieces ``python -m evo_nos.run`` puts together, spelled out::
 
 Settings come from the environment so the file runs as is: ``EVO_NOS_PRESET`` (smoke,
 cpu, nos), ``EVO_NOS_BUDGET`` (child trainings), ``EVO_NOS_STRATEGY`` (evo, rl, random),
-``EVO_NOS_DATA`` (e.g. ``imagefolder:/data/cifar10``; default: the preset's source) and
+``EVO_NOS_DATA_SPEC`` (e.g. ``imagefolder:/data/cifar10``; default: the preset's source) and
 ``MLFLOW_TRACKING_URI`` (default: ``mlflow.db`` in this folder).
 """
 import os
@@ -20,7 +20,7 @@ from evo_nos import (FitnessBackend, Search, SearchSpace, Tracker, load_task, ma
 PRESET = os.environ.get("EVO_NOS_PRESET", "cpu")
 BUDGET = int(os.environ.get("EVO_NOS_BUDGET", "20"))
 STRATEGY = os.environ.get("EVO_NOS_STRATEGY", "evo")
-DATA = os.environ.get("EVO_NOS_DATA")          # None: the preset's own data source
+DATA = os.environ.get("EVO_NOS_DATA_SPEC")          # None: the preset's own data source
 SEED = 0
 
 

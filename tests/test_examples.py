@@ -36,7 +36,7 @@ def test_search_api_example_runs_a_tracked_search(searched):
     out, uri, folder = searched
     assert "finished: 2 child trainings" in out and "best rule:" in out
     (run,) = load_search_runs("evo_nos_examples", uri)
-    assert run.params["preset"] == "smoke" and run.params["budget"] == "2"
+    assert run.params["preset"] == "smoke" and run.tags["budget"] == "2"
     assert run.tags["best_rule"] in out
     assert (folder / "evo_nos_runs" / "example-evo-seed0" / "checkpoint.pkl").is_file()
 

@@ -17,7 +17,7 @@ RULES = ["sgd", "adam", "powersign", "neg(g)", "w4"]
 @pytest.fixture(scope="module")
 def scored(cifar_dir, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("EVO_NOS_DATA", str(tmp_path_factory.mktemp("evo_nos_data")))
+        mp.setenv("EVO_NOS_CACHE", str(tmp_path_factory.mktemp("evo_nos_data")))
         task = load_task("cpu", data=f"imagefolder:{cifar_dir}", n_train=1000, n_val=500,
                          final_epochs=3)
         backend = FitnessBackend(task, seed=0, device="cpu")

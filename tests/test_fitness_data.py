@@ -14,7 +14,7 @@ from evo_nos.fitness.data import (DataError, DataSpec, DeviceData, ImageSplits, 
 @pytest.fixture
 def data_home(tmp_path, monkeypatch):
     home = tmp_path / "data-home"
-    monkeypatch.setenv("EVO_NOS_DATA", str(home))
+    monkeypatch.setenv("EVO_NOS_CACHE", str(home))
     return home
 
 

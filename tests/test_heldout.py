@@ -12,8 +12,7 @@ from evo_nos.fitness.heldout import (BUILTIN, TORCH_ADAM, TORCH_SGDM, HeldOutTas
                                      split3, teacher_table)
 from evo_nos.fitness.data import DeviceData
 from evo_nos.fitness.models import SequenceLSTM, SmallResNet, TabularMLP, seeded
-from evo_nos.fitness.tasks import load_task
-from evo_nos.fitness.train import fit, new_model, task_data
+from evo_nos.fitness.train import fit
 from evo_nos.optim.optimizer import RuleOptimizer
 from user_task_source import BUILD
 

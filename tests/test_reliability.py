@@ -17,9 +17,11 @@ from evo_nos.core.files import FileLock
 from evo_nos.search import (CHECKPOINT_FILE, PREVIOUS_FILE, CheckpointError, Search, SearchInUse,
                             load_checkpoint, new_search_dir)
 from evo_nos.search.checkpoint import LOCK_FILE, REQUIRED_KEYS, frame
+from evo_nos.fitness.data import DataError
 from evo_nos.fitness.standin import StandInBackend
 from evo_nos.operators.space import SearchSpace
 from evo_nos.strategies import make_strategy
+from evo_nos.tracking import Tracker
 
 from mlflow_store import fresh_store
 
@@ -82,7 +84,8 @@ def reference(tmp_path_factory):
     (folder,) = (tmp / "runs").iterdir()
     state = load_checkpoint(folder)
     (parent,) = parent_runs(uri)
-    history = MlflowClient(tracking_uri=uri).get_metric_history(parent.info.run_id, "fitness")
+    history = MlflowClient(tracking_uri=uri).get_metric_history(parent.info.run_id,
+                                                                "candidate_fitness")
     return state, [(m.step, m.value) for m in history]
 
 
@@ -102,7 +105,7 @@ def same_search(state, reference_state):
 
 
 def fitness_points(uri, run_id):
-    points = MlflowClient(tracking_uri=uri).get_metric_history(run_id, "fitness")
+    points = MlflowClient(tracking_uri=uri).get_metric_history(run_id, "candidate_fitness")
     return sorted((m.step, m.value) for m in points)
 
 
@@ -371,13 +374,33 @@ def test_resume_of_a_damaged_checkpoint_is_one_line_and_the_previous_one_finishe
 
 
 # -- bad data on a fresh start ----------------------------------------------------------------
-def test_a_search_that_fails_before_training_anything_leaves_nothing_behind(tmp_path, store):
+def test_data_that_cannot_be_loaded_stops_the_command_before_it_makes_anything(tmp_path,
+                                                                               store):
     empty = tmp_path / "images"
     (empty / "train").mkdir(parents=True)
     proc = run(tmp_path, store, "--preset", "smoke", "--data", f"imagefolder:{empty}",
                "--budget", "2", "--quiet", "--out", "runs")
     assert proc.returncode == 1
-    assert last_line(proc).startswith("error: ")
+    assert last_line(proc) == (f"error: {empty}/train has no class folders (expected "
+                               f"{empty}/train/<class>/*.jpg)")
     assert not (tmp_path / "runs").exists()
+    assert parent_runs(store, deleted=True) == []
+
+
+class FailingStandIn(StandInBackend):
+    """Its data is gone by the first batch (a cluster's workers cannot read it)."""
+
+    def evaluate(self, rules):
+        raise DataError("the workers cannot read the images")
+
+
+def test_a_search_that_fails_before_training_anything_leaves_nothing_behind(tmp_path, store):
+    folder = new_search_dir(tmp_path / "runs", "random-seed0")
+    search = Search(make_strategy("random", SearchSpace(), 0), FailingStandIn("powersign"),
+                    budget=4, progress=False, checkpoint_dir=folder,
+                    tracker=Tracker(tracking_uri=store))
+    with pytest.raises(DataError, match="cannot read the images"):
+        search.run()
+    assert not folder.exists()
     assert parent_runs(store) == []
     assert [r.info.lifecycle_stage for r in parent_runs(store, deleted=True)] == ["deleted"]

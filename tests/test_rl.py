@@ -367,7 +367,7 @@ def test_smoke_search_per_strategy_lands_in_one_experiment_with_the_same_metrics
     client = MlflowClient(tracking_uri=uri)
     keys = {name: set(client.get_run(r.run_id).data.metrics) for name, r in runs.items()}
     assert keys["rl"] == keys["evo"] == keys["random"]
-    assert {"fitness", "best_fitness", "cache_hits", "invalid"} <= keys["rl"]
+    assert {"candidate_fitness", "best_fitness", "cache_hits", "invalid"} <= keys["rl"]
     for name, run in runs.items():
         steps = [step for step, _, _ in metric_history(run.run_id, "best_fitness", uri)]
         assert steps == sorted(steps) and steps[-1] == budget, name   # x = child trainings

@@ -54,7 +54,7 @@ def test_random_strategy_and_generic_settings(tmp_path, store, capsys):
     assert run_main(tmp_path, "--strategy", "random", "--budget", "5",
                     "--experiment", "other") == 0
     (run,) = parent_runs(store)
-    assert run.data.tags["strategy"] == "random" and run.data.params["budget"] == "5"
+    assert run.data.tags["strategy"] == "random" and run.data.tags["budget"] == "5"
     with pytest.raises(SystemExit, match="'random' has no setting.*population"):
         run_main(tmp_path, "--strategy", "random", "--budget", "5", "--set", "population=3")
 
@@ -86,7 +86,7 @@ def test_offline_the_first_command_says_what_to_do_in_one_line(tmp_path, store, 
             raise urllib.error.URLError("Name or service not known")
 
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", Offline)
-    monkeypatch.setenv("EVO_NOS_DATA", str(tmp_path / "cache"))
+    monkeypatch.setenv("EVO_NOS_CACHE", str(tmp_path / "cache"))
     with pytest.raises(SystemExit) as stop:
         cli.main(["--preset", "cpu", "--budget", "1", "--quiet", "--out", str(tmp_path / "r")])
     message = str(stop.value.code)

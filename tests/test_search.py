@@ -206,12 +206,25 @@ def test_interrupt_then_resume_retrains_nothing_and_matches_an_uninterrupted_run
     assert first.trained + second.trained == reference_backend.trained
 
 
-def test_resume_refuses_another_strategy_or_budget(tmp_path):
+def test_resume_refuses_another_strategy_or_a_smaller_budget(tmp_path):
     Search(evo(), CountingBackend(), budget=3, progress=False, checkpoint_dir=tmp_path).run()
     with pytest.raises(ValueError, match="is a 'evo' search, not 'random'"):
         Search.resume(tmp_path, make_strategy("random"), CountingBackend())
-    with pytest.raises(ValueError, match="keeps it"):
-        Search.resume(tmp_path, evo(), CountingBackend(), budget=5)
+    with pytest.raises(ValueError, match="below this search's budget of 3 child trainings"):
+        Search.resume(tmp_path, evo(), CountingBackend(), budget=2)
+
+
+def test_a_grown_budget_trains_what_a_one_go_search_would(tmp_path):
+    one_go = Search(evo(), CountingBackend(), budget=7, progress=False,
+                    checkpoint_dir=tmp_path / "a", batch_size=1).run()
+    Search(evo(), CountingBackend(), budget=4, progress=False, checkpoint_dir=tmp_path / "b",
+           batch_size=1).run()
+    grown = Search.resume(tmp_path / "b", evo(), CountingBackend(), budget=7, progress=False)
+    assert grown.grown_from == 4 and grown.budget == 7 and not grown.cut_batch
+    result = grown.run()
+    assert result.trainings == one_go.trainings == 7
+    assert [r["rule"] for r in load_checkpoint(tmp_path / "b")["history"]] == \
+        [r["rule"] for r in load_checkpoint(tmp_path / "a")["history"]]
 
 
 def test_missing_checkpoint_is_named(tmp_path):

@@ -79,7 +79,8 @@ def test_experiment_is_created_with_an_explicit_artifact_location(store):
 def test_parent_run_has_params_and_tags(finished):
     result, _, run, _ = finished
     params, tags = run.data.params, run.data.tags
-    assert params["strategy"] == "evo" and params["budget"] == str(BUDGET)
+    assert params["strategy"] == "evo" and tags["budget"] == str(BUDGET)
+    assert "budget" not in params                      # a tag: a resume may grow it
     assert params["seed"] == "0" and params["preset"] == "standin:powersign"
     assert params["strategy.population"] == "6" and params["space.max_binary"] == "4"
     assert params["target"] == TARGET                       # the backend's description
@@ -95,7 +96,7 @@ def test_metrics_are_stepped_by_child_trainings_up_to_the_budget(finished):
     assert steps == sorted(steps) and steps[-1] == BUDGET == result.trainings
     values = [m.value for m in sorted(best, key=lambda m: (m.step, m.timestamp))]
     assert values == sorted(values) and values[-1] == pytest.approx(result.best.fitness)
-    fitness = client.get_metric_history(run.info.run_id, "fitness")
+    fitness = client.get_metric_history(run.info.run_id, "candidate_fitness")
     assert len(fitness) == result.evaluations
     assert sorted(m.step for m in fitness) == sorted(r["step"] for r in result.history)
     for key in ("cache_hits", "invalid", "candidates_per_min", "evaluations"):
@@ -115,7 +116,12 @@ def test_hall_of_fame_artifact_names_the_best_rule(finished, tmp_path):
         "path": "hall_of_fame.json", "type": "table"}
     markdown = Path(client.download_artifacts(run.info.run_id, "hall_of_fame.md")).read_text()
     assert f"`{result.best.rule}`" in markdown
-    assert run.data.tags["mlflow.note.content"] == markdown
+    # the description: the best rule in its readable form (no note on the protocol: the
+    # stand-in backend has no task), then the same tables
+    named = f" ({table['name'][0]})" if table["name"][0] else ""
+    assert run.data.tags["mlflow.note.content"] == (
+        f"**Best rule:** `{table['readable'][0]}`{named}, fitness {table['fitness'][0]:.4f}; "
+        f"scored as `{result.best.rule}`.\n\n{markdown}")
 
 
 def test_exported_optimizer_artifact_runs(finished, tmp_path):

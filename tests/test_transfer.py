@@ -6,7 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from evo_nos.cli.transfer import main, split_list
+from evo_nos.cli.options import split_list
+from evo_nos.cli.transfer import main
 from evo_nos.experiments.transfer import (Candidate, TransferRow, baseline_candidates,
                                           load_suite, load_transfer_task, markdown, mean_se,
                                           run_suite, scores_frame, summary_frame, table_text,
@@ -217,7 +218,7 @@ def test_the_resnet_task_trains_through_the_suite_loop(monkeypatch, tmp_path):
 
 
 def test_test_images_come_from_the_test_folder(tmp_path, monkeypatch):
-    monkeypatch.setenv("EVO_NOS_DATA", str(tmp_path / "cache"))   # decoded-image caches
+    monkeypatch.setenv("EVO_NOS_CACHE", str(tmp_path / "cache"))   # decoded-image caches
     colours = {"train": [(255, 0, 0), (0, 255, 0)], "test": [(0, 0, 255), (255, 255, 0)]}
     for split, (a, b) in colours.items():
         for label, colour in (("cat", a), ("dog", b)):

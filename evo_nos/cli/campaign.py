@@ -38,23 +38,33 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run the same command again to continue an interrupted campaign.")
     add_search_options(p)
     c = p.add_argument_group("campaign")
-    c.add_argument("--config", metavar="FILE.toml",
-                   help="a campaign file (e.g. runs/head-to-head-cpu.toml); options given "
-                        "here override it")
     c.add_argument("--strategy", "--strategies", dest="strategy", nargs="+",
                    choices=strategy_names(), metavar="NAME",
                    help=f"strategies to compare (default all: {' '.join(strategy_names())})")
     c.add_argument("--seeds", type=int, nargs="+", metavar="S", help="seeds (default 0)")
-    c.add_argument("--references", metavar="NAMES|none",
-                   help="known rules to score as references (comma-separated; none: skip; "
-                        "default: the standard set)")
-    c.add_argument("--report-out", metavar="DIR",
-                   help="report folder (default <out>/campaign-<preset>-budget<B>/report)")
-    c.add_argument("--no-report", action="store_true", help="skip the report")
+    add_campaign_options(c)
     for action in p._actions:          # single-search options a campaign refuses
         if action.dest in ("resume", "run_name"):
             action.help = argparse.SUPPRESS
     return p
+
+
+# the options only a campaign takes: any of them makes a ``run`` command line a campaign
+CAMPAIGN_OPTIONS = ("--config", "--references", "--report-out", "--no-report")
+
+
+def add_campaign_options(group) -> None:
+    """The options of a head-to-head beyond the strategies and seeds (shared by ``run``,
+    where any of them makes the command a campaign, and ``campaign``)."""
+    group.add_argument("--config", metavar="FILE.toml",
+                       help="a campaign file (e.g. runs/head-to-head-cpu.toml); options given "
+                            "here override it")
+    group.add_argument("--references", metavar="NAMES|none",
+                       help="known rules to score as references (comma-separated; none: "
+                            "skip; default: the standard set)")
+    group.add_argument("--report-out", metavar="DIR",
+                       help="report folder (default <out>/campaign-<preset>-budget<B>/report)")
+    group.add_argument("--no-report", action="store_true", help="skip the report")
 
 
 def plan_from_args(args: argparse.Namespace) -> CampaignPlan:
@@ -117,13 +127,13 @@ def plan_from_args(args: argparse.Namespace) -> CampaignPlan:
 
 def wants_campaign(argv: list[str]) -> bool:
     """True when a ``python -m evo_nos.run`` command line names several strategies,
-    gives ``--seeds`` or a ``--config`` file: then it is a campaign."""
+    gives ``--seeds`` or one of :data:`CAMPAIGN_OPTIONS`: then it is a campaign."""
     pre = Parser(add_help=False, allow_abbrev=False)
     pre.add_argument("--strategy", "--strategies", dest="strategy", nargs="+")
     pre.add_argument("--seeds", nargs="+")
-    pre.add_argument("--config")
     known, _ = pre.parse_known_args(argv)
-    return bool(known.seeds) or bool(known.config) or len(known.strategy or []) > 1
+    given = any(a.split("=")[0] in CAMPAIGN_OPTIONS for a in argv)
+    return bool(known.seeds) or given or len(known.strategy or []) > 1
 
 
 def main(argv: list[str] | None = None) -> int:

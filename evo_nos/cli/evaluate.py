@@ -16,8 +16,8 @@ import argparse
 import json
 import sys
 
-from evo_nos.cli.options import (EXIT_OK, Parser, data_spec, describe, device_name, error,
-                                 guarded, nonnegative_int, preset_option, rule_value)
+from evo_nos.cli.options import (EXIT_OK, Parser, add_device_option, data_spec, describe,
+                                 error, guarded, nonnegative_int, preset_option, rule_value)
 from evo_nos.fitness.backend import FitnessBackend, resolve_device
 from evo_nos.fitness.data import DataError
 from evo_nos.fitness.tasks import load_task
@@ -36,8 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="cifar10 | imagefolder:DIR | synthetic (overrides the preset)")
     parser.add_argument("--seed", type=nonnegative_int, default=0,
                         help="backend seed (default 0)")
-    parser.add_argument("--device", default="auto", type=device_name,
-                        help="auto | cpu | cuda[:N]")
+    add_device_option(parser)
     return parser
 
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from evo_nos.cli.options import (EXIT_OK, Parser, bad_input, data_spec, describe, error,
-                                 folder_path, guarded, job_count, nonnegative_int,
-                                 preset_option, reference_names, rule_names)
+from evo_nos.cli.options import (EXIT_OK, Parser, add_device_option, bad_input, data_spec,
+                                 describe, error, folder_path, guarded, job_count,
+                                 nonnegative_int, preset_option, reference_names,
+                                 rule_names)
 from evo_nos.core.known import REFERENCE_NAMES
 from evo_nos.experiments.fidelity import N_RANDOM, PANEL_SEED, measure, panel, summarize
 from evo_nos.fitness.data import DataError
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="SPEC", type=data_spec,
                    help="dataset for the presets that read real images "
                         "(cifar10 | imagefolder:DIR)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    add_device_option(p)
     p.add_argument("--n-jobs", type=job_count, default=1, help="parallel trainings (1)")
     p.add_argument("--out", default=DEFAULT_OUT, type=folder_path,
                    help=f"output folder (./{DEFAULT_OUT})")

@@ -518,15 +518,39 @@ def funnel_args_from(args) -> dict:
     return funnel_settings({k: getattr(args, k, None) for k in FUNNEL})
 
 
+def split_list(text: str) -> list[str]:
+    """``"adam, mul(sign_g, g),powersign"`` -> the comma-separated items, commas inside
+    parentheses kept (rule strings have them)."""
+    items, depth, current = [], 0, ""
+    for ch in text:
+        depth += (ch == "(") - (ch == ")")
+        if ch == "," and depth == 0:
+            items.append(current)
+            current = ""
+        else:
+            current += ch
+    items.append(current)
+    return [i.strip() for i in items if i.strip()]
+
+
 def reference_names(text: str | None) -> tuple:
-    """``"sgd,adam"`` -> ("sgd", "adam"); ``none`` or empty -> ()."""
+    """``"sgd,adam"`` -> ("sgd", "adam"); ``none`` or empty -> (); rule strings keep
+    their commas (:func:`split_list`)."""
     text = (text or "").strip()
     if text.lower() in ("", "none"):
         return ()
-    return tuple(n.strip() for n in text.split(",") if n.strip())
+    return tuple(split_list(text))
 
 
 # -- option groups ----------------------------------------------------------------------------
+def add_device_option(group, default: str | None = "auto") -> None:
+    """``--device auto|cpu|cuda[:N]``, the same in every command."""
+    group.add_argument("--device", type=device_name, default=default,
+                       metavar="auto|cpu|cuda[:N]",
+                       help="training device: auto (the GPU when there is one, else the "
+                            "CPU), cpu, cuda or cuda:N (default auto)")
+
+
 def add_fitness_options(p: argparse.ArgumentParser, *, n_jobs: bool = True) -> None:
     f = p.add_argument_group("fitness")
     f.add_argument("--preset", metavar="NAME|FILE.toml", type=preset_option(),
@@ -536,7 +560,7 @@ def add_fitness_options(p: argparse.ArgumentParser, *, n_jobs: bool = True) -> N
                         "(a seconds-long demo; TARGET is a rule or a known name)")
     f.add_argument("--data", metavar="SPEC", type=data_spec,
                    help="dataset: cifar10 | imagefolder:DIR | synthetic (overrides the preset)")
-    f.add_argument("--device", choices=("auto", "cpu", "cuda"), help="training device (auto)")
+    add_device_option(f, default=None)      # None: keep a resumed search's device
     if n_jobs:
         f.add_argument("--n-jobs", type=job_count,
                        help="parallel trainings (joblib n_jobs; -1: every core; default 1)")

@@ -30,8 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=nonnegative_int, nargs="+", default=[0],
                    help="backend seeds (0)")
     add_reference_option(p)
-    p.add_argument("--names", dest="references", type=rule_names,
-                   help=argparse.SUPPRESS)   # the old spelling
+    p.add_argument("--names", dest="references", type=rule_names, metavar="NAMES",
+                   help="the same as --references (its older spelling)")
     add_tracking_options(p)
     p.add_argument("--force", action="store_true", help="score again even if logged before")
     return p

@@ -30,10 +30,11 @@ from pathlib import Path
 from evo_nos.cli.options import (EXIT_INTERRUPTED, Parser, add_search_options, describe,
                                  funnel_args_from, rule_settings_from, space_args_from,
                                  strategy_settings_from, validate_search_args)
-from evo_nos.cli.campaign import main as campaign_main, wants_campaign
+from evo_nos.cli.campaign import add_campaign_options, main as campaign_main, wants_campaign
 from evo_nos.cli.errors import SEARCH_ERRORS, quiet_mlflow_store
+from evo_nos.fitness.backend import FitnessBackend
 from evo_nos.fitness.factory import joblib_backend, make_backend
-from evo_nos.fitness.tasks import default_preset, preset_key
+from evo_nos.fitness.tasks import default_preset, load_task, preset_key
 from evo_nos.operators.space import SearchSpace
 from evo_nos.search import (INTERRUPTED, SUMMARY_FILE, Search, load_checkpoint, new_search_dir,
                             seed_everything)
@@ -42,8 +43,10 @@ from evo_nos.search.defaults import (DEFAULT_HALL_OF_FAME, DEFAULT_OUT, DEFAULT_
 from evo_nos.strategies import make_strategy
 from evo_nos.tracking import DEFAULT_EXPERIMENT, Tracker, TrackingError
 
-# options that define a search: on --resume they come from the checkpoint, and are ignored here
-RESUME_IGNORES = ("strategy", "preset", "fitness", "budget", "seed", "data", "settings",
+# options that define a search: on --resume they come from the checkpoint, and are ignored
+# here (but --budget, which may grow the search, and --data, which may point at the same
+# images elsewhere)
+RESUME_IGNORES = ("strategy", "preset", "fitness", "seed", "settings",
                   "max_binary", "root", "operands", "unaries", "binaries", "batch_size",
                   "hall_of_fame", "run_name", "population", "tournament", "mode", "offspring",
                   "crossover_prob", "seed_rules", "funnel_top", "funnel_seeds", "final_top",
@@ -57,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Open the results with: mlflow ui (in the same folder), or "
                "mlflow ui --backend-store-uri $MLFLOW_TRACKING_URI")
     add_search_options(p)
+    add_campaign_options(p.add_argument_group(
+        "head-to-head (these, several --strategy names or --seeds run a campaign: see "
+        "python -m evo_nos.campaign --help)"))
     return p
 
 
@@ -99,6 +105,39 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: {describe(err)}") from None
 
 
+def _load_data(backend: FitnessBackend) -> str:
+    """Load the backend's images in this process (with a line while it happens, unless
+    they are generated); their content fingerprint."""
+    task = backend.task
+    if task.data != "synthetic":
+        how = ("decoded the first time, then cached" if task.data.startswith("imagefolder:")
+               else "downloaded the first time")
+        print(f"loading {task.n_train + task.n_val} images of {task.data} at "
+              f"{task.image_size} px ({how}) ...", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    fingerprint = backend.data_fingerprint()
+    if task.data != "synthetic":
+        print(f"loaded in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return fingerprint
+
+
+def _repoint(backend: FitnessBackend, config: dict, old: str, fingerprint: str) -> None:
+    """Let a resumed search train on ``config["data"]`` instead of ``old`` when the images
+    are the same (equal content fingerprints); otherwise a ValueError saying so."""
+    recorded = config.get("data_fingerprint")
+    if recorded is None:
+        raise ValueError(f"this search's checkpoint records no fingerprint of its images "
+                         f"(it predates them), so --data cannot re-point it: resume with "
+                         f"--data {old}")
+    if fingerprint != recorded:
+        raise ValueError(f"the images of --data {config['data']} are not the ones this search "
+                         f"trained on ({old}; fingerprint {fingerprint} against {recorded}): "
+                         f"resume with the same images")
+    backend.same_data_as(old)
+    print(f"note: --data {config['data']} holds the same images as {old} (fingerprint "
+          f"{fingerprint}): the search goes on with them", file=sys.stderr)
+
+
 def _remove_if_empty(folders: list[Path]) -> None:
     for folder in folders:
         try:
@@ -123,6 +162,9 @@ def _search(args, claimed: list) -> int:
                 config[key] = getattr(args, key)
         joblib_name = args.backend or config.get("joblib_backend")
         strategy_name = state["strategy"]
+        old_data = config.get("data")
+        if args.data is not None and args.data != old_data:
+            config["data"] = args.data          # checked below: the same images, or refused
     else:
         preset = args.preset or (None if args.fitness else default_preset())
         seed = DEFAULT_SEED if args.seed is None else args.seed
@@ -154,6 +196,18 @@ def _search(args, claimed: list) -> int:
         backend = make_backend(dict(config, preset=config.get("preset_source")))
     except (ValueError, TypeError) as err:
         raise SystemExit(f"error: {err}") from None
+    if isinstance(backend, FitnessBackend) and joblib_name in (None, "loky"):
+        # load the images here, before anything is made: a source that cannot be read
+        # (CIFAR-10 offline) ends in one line, and the checkpoint records what they are
+        fingerprint = _load_data(backend)
+        if not args.resume:
+            config["data_fingerprint"] = fingerprint
+        elif config["data"] != old_data:
+            _repoint(backend, config, load_task(config["preset_source"], data=old_data).data,
+                     fingerprint)
+    elif args.resume and config["data"] != old_data:
+        raise ValueError(f"--data can re-point a resumed search only when its images are "
+                         f"loaded here (--backend loky): resume with --data {old_data}")
 
     tracker = Tracker(experiment=config["experiment"], tracking_uri=args.tracking_uri)
     if not args.resume:                     # a new folder, never one another search has
@@ -165,9 +219,17 @@ def _search(args, claimed: list) -> int:
             claimed.append(out)
     if args.resume:
         search = Search.resume(directory, strategy, backend, tracker=tracker,
-                               progress=not args.quiet, time_limit=args.time_limit)
-        print(f"resuming {directory.name}: {search.compute:.1f}/{search.budget} trainings done",
-              file=sys.stderr)
+                               progress=not args.quiet, time_limit=args.time_limit,
+                               budget=args.budget)
+        search.config["data"] = config["data"]      # re-pointed, or as it was
+        grown = (f" (budget grown from {search.grown_from})"
+                 if search.grown_from is not None else "")
+        print(f"resuming {directory.name}: {search.compute:.1f}/{search.budget} trainings "
+              f"done{grown}", file=sys.stderr)
+        if search.cut_batch:
+            print("note: this search's last batch was cut short to fit its old budget; "
+                  "from there on it differs from a search given the new budget from the "
+                  "start", file=sys.stderr)
     else:
         seed_everything(config["seed"])
         search = Search(strategy, backend, budget=budget, time_limit=args.time_limit,
@@ -199,6 +261,7 @@ def _search(args, claimed: list) -> int:
     print()
     print(f"MLflow run {result.run_id} in experiment {config['experiment']!r}; open it with:")
     print(f"    {tracker.ui_command}")
+    print(f"and open {tracker.ui_url(result.run_id)}")
     print(f"checkpoint: {directory}")
     if result.status == INTERRUPTED:
         print(f"interrupted; continue with: python -m evo_nos.run --resume "

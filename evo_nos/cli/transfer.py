@@ -22,9 +22,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from evo_nos.cli.options import (EXIT_OK, Parser, data_spec, describe, error, existing_file,
-                                 folder_path, guarded, nonnegative_int, positive_float,
-                                 positive_int)
+from evo_nos.cli.options import (EXIT_OK, Parser, add_device_option, data_spec, describe,
+                                 error, existing_file, folder_path, guarded,
+                                 nonnegative_int, positive_float, positive_int,
+                                 reference_names, rule_names, split_list)
 from evo_nos.core.known import name_of, resolve
 from evo_nos.experiments.transfer import (BASELINE_LABELS, DEFAULT_BASELINES,
                                           DEFAULT_REFERENCES, DEFAULT_TASKS, Candidate,
@@ -37,40 +38,10 @@ from evo_nos.fitness.data import DataError
 from evo_nos.tracking import DEFAULT_EXPERIMENT, TrackingError, experiment_name, get_run
 
 
-def split_list(text: str) -> list[str]:
-    """``"adam, mul(sign_g, g),powersign"`` -> the comma-separated items, commas inside
-    parentheses kept (rule strings have them)."""
-    items, depth, current = [], 0, ""
-    for ch in text:
-        depth += (ch == "(") - (ch == ")")
-        if ch == "," and depth == 0:
-            items.append(current)
-            current = ""
-        else:
-            current += ch
-    items.append(current)
-    return [i.strip() for i in items if i.strip()]
-
-
-def names_or_none(text: str) -> list[str]:
-    return [] if text.strip().lower() in ("", "none") else split_list(text)
-
-
-def rules_option(text: str) -> str:
-    """The type of ``--rule`` / ``--references``: comma-separated rules or known names
-    (``none``: no rule), each checked (the value stays the text)."""
-    for item in names_or_none(text):
-        try:
-            resolve(item)
-        except ValueError as err:
-            raise argparse.ArgumentTypeError(describe(err)) from None
-    return text
-
-
 def baselines_option(text: str) -> str:
     """The type of ``--baselines``: comma-separated baseline names, or ``none``."""
     try:
-        baseline_candidates(names_or_none(text))
+        baseline_candidates(list(reference_names(text)))
     except ValueError as err:
         raise argparse.ArgumentTypeError(describe(err)) from None
     return text
@@ -98,10 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=positive_int, default=3, metavar="K",
                    help="rules per run (default 3)")
     p.add_argument("--rule", "--rules", action="append", default=[], metavar="RULES",
-                   type=rules_option,
+                   type=rule_names,
                    help="other rules or known names to check (comma-separated; repeatable)")
     p.add_argument("--references", default=",".join(DEFAULT_REFERENCES), metavar="NAMES|none",
-                   type=rules_option,
+                   type=rule_names,
                    help="known rules trained beside them (comma-separated; none: skip)")
     p.add_argument("--baselines", default=",".join(DEFAULT_BASELINES), metavar="NAMES|none",
                    type=baselines_option,
@@ -125,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=positive_float,
                    help="a final run of this many epochs at each chosen lr, on every task "
                         "(default: the preset's)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    add_device_option(p)
     p.add_argument("--threads", type=nonnegative_int,
                    help="torch CPU threads (default: the preset's; 0: torch's own)")
     p.add_argument("--experiment", help="MLflow experiment (default: the first run's)")
@@ -147,13 +118,13 @@ def main(argv: list[str] | None = None) -> int:
         candidates += [Candidate(name_of(resolve(r)) or r, resolve(r).canonical, "given")
                        for r in given]
         candidates += [Candidate(n, resolve(n).canonical, "reference")
-                       for n in names_or_none(args.references)]
-        candidates += baseline_candidates(names_or_none(args.baselines))
+                       for n in reference_names(args.references)]
+        candidates += baseline_candidates(list(reference_names(args.baselines)))
         if not candidates:
             raise ValueError("nothing to check: give --run RUN_ID, --rule, --references "
                              "or --baselines")
         data = args.data or (search_data(args.run, args.tracking_uri) if args.run else None)
-        tasks = load_suite(preset, names_or_none(args.tasks) + list(args.task), data=data,
+        tasks = load_suite(preset, [*reference_names(args.tasks), *args.task], data=data,
                            final_epochs=args.epochs, threads=args.threads, seeds=args.seeds)
     except (ValueError, FileNotFoundError, TrackingError) as err:
         return error(describe(err))

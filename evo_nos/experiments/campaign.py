@@ -40,7 +40,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 
 from evo_nos.core.known import REFERENCE_NAMES
 from evo_nos.core.primitives import RuleSettings
-from evo_nos.experiments.compare import Report, compare, safe_name
+from evo_nos.experiments.compare import compare, safe_name
 from evo_nos.experiments.references import score_references
 from evo_nos.fitness.factory import joblib_backend, make_backend
 from evo_nos.fitness.tasks import default_preset, preset_key
@@ -239,7 +239,6 @@ def _one_search(plan: CampaignPlan, strategy_name: str, seed: int) -> SearchOutc
         search = Search(strategy, backend, budget=plan.budget, time_limit=plan.time_limit,
                         batch_size=batch, hall_of_fame_size=plan.hall_of_fame,
                         checkpoint_dir=directory, tracker=tracker, progress=plan.progress,
-                        run_name=f"{strategy_name} seed {seed} ({plan.folder.name})",
                         config=config, export_settings=config.get("rule_settings"),
                         **config["funnel"])
         how = "new"

@@ -40,7 +40,10 @@ The report's tables are DataFrames (:meth:`Report.tables`: ``strategies``,
 ``<table>.json``) and logged as its own MLflow run tagged ``kind=compare`` in the same
 experiment (the strategies table as ``comparison_table.json``, the probabilities of
 improvement as ``improvement_table.json``, the compute to reach the references as
-``reach_table.json``).
+``reach_table.json``; the report as its description).  That run logs its numbers as
+these tables, not as metrics: MLflow's chart view draws one chart per metric key of
+every run in the experiment, and a metric per strategy (or pair) and statistic would
+add a score of single-point charts beside the searches' curves.
 
     python -m evo_nos.compare                                  # every search in evo_nos
     python -m evo_nos.compare --preset cpu --budget 40 --out results/
@@ -148,6 +151,12 @@ def _int(value) -> int | None:
         return None
 
 
+def search_budget(run) -> int | None:
+    """A search run's budget: its ``budget`` tag (a resume may grow it), else the
+    ``budget`` param of runs logged before it became a tag."""
+    return _int(run.tags.get("budget") or run.params.get("budget"))
+
+
 def load_curve(run, tracking_uri: str | None = None) -> SearchCurve:
     """A search run's curve: from its ``evaluations.json`` table when the search logged
     it (at the end, or when interrupted), else from its ``best_fitness`` metric."""
@@ -156,7 +165,7 @@ def load_curve(run, tracking_uri: str | None = None) -> SearchCurve:
         run_id=run.run_id, name=run.name, strategy=tags.get("strategy") or params.get(
             "strategy", "?"), seed=_int(params.get("seed")),
         preset=params.get("preset") or tags.get("preset") or "?",
-        budget=_int(params.get("budget")), status=run.status,
+        budget=search_budget(run), status=run.status,
         settings=scoring_settings(params), steps=[], elapsed=[], best=[])
     rows = load_table(run.run_id, "evaluations.json", tracking_uri)
     if rows:
@@ -911,12 +920,13 @@ def load_searches(experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str | None
         other = [r.run_id for r in runs if r.kind != "search"]
         if other:
             raise ValueError(f"not search runs: {other}")
-    else:
-        runs = load_search_runs(experiment, tracking_uri)
+    else:       # a search that scored nothing (stopped before its first batch) has no curve
+        runs = [r for r in load_search_runs(experiment, tracking_uri)
+                if r.metrics.get("evaluations", 0) > 0]
     if preset is not None:
         runs = [r for r in runs if (r.params.get("preset") or r.tags.get("preset")) == preset]
     if budget is not None:
-        runs = [r for r in runs if _int(r.params.get("budget")) == budget]
+        runs = [r for r in runs if search_budget(r) == budget]
     if strategies:
         runs = [r for r in runs if r.tags.get("strategy") in set(strategies)]
     if not runs:
@@ -975,24 +985,9 @@ def _log(report: Report, figs: dict, text: str, frames: dict, experiment: str,
                 "seeds": ",".join(sorted({str(c.seed) for c in report.runs}))},
         tags={KIND_TAG: "compare", "preset": report.preset, "budget": report.budget})
     report.run_id = run_id
-    metrics = []
-    for name, s in report.strategies.items():
-        ci = s.best_interval
-        metrics += [(f"best_fitness_mean.{name}", s.best_mean, 0),
-                    (f"best_fitness_ci_low.{name}", ci.low, 0),
-                    (f"best_fitness_ci_high.{name}", ci.high, 0),
-                    (f"best_fitness_std.{name}", s.best_std, 0),
-                    (f"cache_hit_rate.{name}", s.cache_hit_rate, 0),
-                    (f"invalid_rate.{name}", s.invalid_rate, 0),
-                    (f"candidates_per_min.{name}", s.candidates_per_min, 0)]
-        for ref, r in s.reach.items():
-            metrics.append((f"reached_{ref}.{name}", r["reached"], 0))
-            if r["mean"] is not None:
-                metrics.append((f"compute_to_reach_{ref}.{name}", r["mean"], 0))
-    for row in report.improvement:
-        metrics.append((f"p_improvement.{row['strategy']}_vs_{row['versus']}",
-                        row["probability"], 0))
-    tracker.log_metrics(metrics)
+    # no metrics: MLflow's chart view draws one chart per metric key of any run in the
+    # experiment, and these numbers (one per strategy or pair, not a curve over
+    # compute) would bury the searches' curves; the tables below hold them all
     for name, fig in figs.items():
         tracker.log_figure(fig, f"{name}.png")
     tracker.log_text(text, "comparison.md")

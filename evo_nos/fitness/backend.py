@@ -65,8 +65,8 @@ is not kept.  Limits, as measured with joblib 1.6:
   joblib's dask backend does not pass that error on: the ``Parallel`` call then waits
   for ever, and the retries here never see it.
 * ray: its joblib backend (a multiprocessing-style pool) returns no generators, so an
-  attempt is all or nothing: a loss trains every chunk of the attempt again (not
-  tested: ray is not installed with the tests).  joblib's own ``multiprocessing``
+  attempt is all or nothing: a loss trains every chunk of the attempt again (tested
+  on a local ray cluster in tests/test_worker_loss.py).  joblib's own ``multiprocessing``
   backend is the same, and hangs on a killed worker rather than raising.
 
 A ``CommClosedError`` (the dask scheduler gone), a data error
@@ -91,8 +91,9 @@ workers reproduce serial results bit for bit.  Use ``n_jobs`` for CPU parallelis
 CUDA: one worker per GPU.  In-process (``n_jobs=1``) the backend trains on ``device``
 (``"auto"``: ``cuda`` when available).  For several GPUs, run one joblib worker per GPU
 with ``CUDA_VISIBLE_DEVICES`` set per worker (dask-cuda's ``LocalCUDACluster`` does
-that, or dask workers started with ``--resources GPU=1``); each worker then trains on
-its own ``cuda`` device.  Never send CUDA tensors to workers: they get strings.
+that, as do dask workers started one per GPU with their own ``CUDA_VISIBLE_DEVICES``,
+and ray workers, which :func:`evo_nos.fitness.factory.joblib_backend` gives one GPU
+each); each worker then trains on its own ``cuda`` device.  Never send CUDA tensors to workers: they get strings.
 """
 from __future__ import annotations
 
@@ -394,6 +395,7 @@ class FitnessBackend:
         self.cache: dict[str, Evaluation] = {}
         self.sweeps: list[float] = []        # best sweep score of every trained candidate
         self._screens: dict[str, ScreenResult] = {}
+        self._data_aliases: set[str] = set()    # data specs holding the same images
         self.stats = {"evaluated": 0, "trainings": 0, "cache_hits": 0, "invalid": 0,
                       "diverged": 0, "hurdled": 0, "rescored": 0, "lost": 0,
                       "train_seconds": 0.0}
@@ -535,6 +537,22 @@ class FitnessBackend:
         s["lost"] += evaluation.status == LOST
         s["train_seconds"] += evaluation.seconds if evaluation.trainings else 0.0
 
+    # -- the data -----------------------------------------------------------------------------
+    def data_fingerprint(self) -> str:
+        """Load the task's data in this process and return its content fingerprint
+        (:meth:`~evo_nos.fitness.data.DeviceData.fingerprint`).  Run serially, the
+        trainings then use these very tensors; with workers, a CPU copy is loaded once
+        and dropped.  A data source that cannot be loaded raises its DataError here."""
+        if self.n_jobs in (None, 1):
+            return worker_data(self.task, resolve_device(self.device)).fingerprint()
+        return task_data(self.task, "cpu").fingerprint()
+
+    def same_data_as(self, spec: str) -> None:
+        """Declare that ``spec`` holds the very images of this backend's data source
+        (checked by the caller, e.g. with :meth:`data_fingerprint`): a checkpoint scored
+        on ``spec`` then loads into this backend (:meth:`load_state_dict`)."""
+        self._data_aliases.add(spec)
+
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> dict:
         """The fitness cache and counters as plain picklable data (for checkpoints)."""
@@ -549,7 +567,9 @@ class FitnessBackend:
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"fitness state version {state.get('version')!r} is not "
                              f"{STATE_VERSION}: it was written by another evo_nos version")
-        mine, theirs = self.task.described(), state["task"]
+        mine, theirs = self.task.described(), dict(state["task"])
+        if theirs.get("data") in self._data_aliases:     # the same images, elsewhere
+            theirs["data"] = mine.get("data")
         differ = sorted(k for k in set(mine) | set(theirs)
                         if k not in _NEUTRAL_KEYS and mine.get(k) != theirs.get(k))
         hurdle = state.get("hurdle", [None, self.hurdle_warmup])

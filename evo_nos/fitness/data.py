@@ -3,7 +3,7 @@
 Three sources, chosen by a ``--data`` spec string:
 
 * ``cifar10`` -- torchvision's CIFAR-10, downloaded on first use into the data directory
-  (``$EVO_NOS_DATA``, else ``~/.cache/evo_nos``).  Offline, the error says to use
+  (``$EVO_NOS_CACHE``, else ``~/.cache/evo_nos``).  Offline, the error says to use
   ``imagefolder:DIR`` with a local copy instead.
 * ``imagefolder:DIR`` -- ``DIR/train/<class>/*.jpg`` (torchvision's ImageFolder layout,
   e.g. the unpacked CIFAR-10 JPEG copy; the test split, when asked for, in
@@ -77,8 +77,8 @@ def parse_data_spec(spec: str) -> DataSpec:
 
 
 def data_dir() -> Path:
-    """Where downloads and decoded-image caches live: ``$EVO_NOS_DATA`` or ~/.cache/evo_nos."""
-    return Path(os.environ.get("EVO_NOS_DATA", Path.home() / ".cache" / "evo_nos")).expanduser()
+    """Where downloads and decoded-image caches live: ``$EVO_NOS_CACHE`` or ~/.cache/evo_nos."""
+    return Path(os.environ.get("EVO_NOS_CACHE", Path.home() / ".cache" / "evo_nos")).expanduser()
 
 
 # ---------------------------------------------------------------------------------------
@@ -340,6 +340,16 @@ class DeviceData:
                     table.append(((rows + dy) * side + (c + dx)).reshape(-1))
         self._table = torch.stack(table).to(self.device)   # [(2p+1)² · 2, size²]
         self._n_codes = (2 * p + 1) ** 2
+
+    def fingerprint(self) -> str:
+        """A content fingerprint of the train and validation images and labels (16 hex
+        digits of their SHA-256): equal exactly when a task trains and validates on the
+        same pixels, wherever they were loaded from."""
+        digest = hashlib.sha256()
+        for tensor in (self.train_x, self.train_y, self.val_x, self.val_y):
+            digest.update(str(tuple(tensor.shape)).encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
 
     @property
     def n_train(self) -> int:

@@ -159,6 +159,9 @@ class Search:
         self._lock: FileLock | None = None
         self._loaded_digest: str | None = None
         self._tracker_failed = False
+        self.last_batch: int | None = None    # rules asked in the last batch
+        self.grown_from: int | None = None    # the budget before a resume grew it
+        self.cut_batch = False                # see resume()
 
     # -- resume -----------------------------------------------------------------------
     @classmethod
@@ -168,17 +171,30 @@ class Search:
         """A search restored from ``checkpoint_dir``, ready to :meth:`run` on.
 
         ``strategy`` and ``backend`` must be built as the original ones were (same
-        settings); their state is loaded from the checkpoint.  The budget is the
-        original one: MLflow params cannot change, so a larger search is a new search.
+        settings); their state is loaded from the checkpoint.  ``budget`` (child
+        trainings in all) may grow the search's budget, a finished search's too: it
+        then goes on in the same MLflow run, on the same step axis, and ends as a
+        search given that budget from the start would have (:meth:`_run` first
+        catches up the re-scorings the old budget had no room for).  Two limits: a
+        budget cannot shrink, and a search whose final stage has run cannot grow (its
+        finalists were re-scored outside the budget: start a new search).  When the
+        first leg's last batch was cut short to fit its budget, :attr:`cut_batch` is
+        True: from that batch on the search differs from a one-go one (still a valid
+        search of the larger budget).
         """
         state = load_checkpoint(checkpoint_dir)
         if strategy.name != state["strategy"]:
             raise ValueError(f"the checkpoint is a {state['strategy']!r} search, not "
                              f"{strategy.name!r}")
-        if budget is not None and budget != state["budget"]:
-            raise ValueError(f"this search's budget is {state['budget']}; a resumed search "
-                             "keeps it (start a new search for another budget)")
-        search = cls(strategy, backend, budget=state["budget"],
+        old = state["budget"]
+        if budget is not None and budget < old:
+            raise ValueError(f"--budget {budget} is below this search's budget of {old} "
+                             f"child trainings: a budget can grow, not shrink")
+        if budget is not None and budget > old and state.get("final_trainings", 0):
+            raise ValueError(f"this search's final stage has run (its finalists were "
+                             f"re-scored after its budget of {old}): it cannot grow to "
+                             f"{budget}; start a new search")
+        search = cls(strategy, backend, budget=max(old, budget or old),
                      time_limit=time_limit if time_limit is not None else state["time_limit"],
                      batch_size=state["batch_size"],
                      hall_of_fame_size=state["hall_of_fame"]["size"],
@@ -188,6 +204,10 @@ class Search:
                      **state.get("funnel", {"funnel_seeds": 1, "final_seeds": 0}))
         search._load(state)
         search._loaded_digest = _digest(Path(checkpoint_dir) / CHECKPOINT_FILE)
+        search.grown_from = old if search.budget > old else None
+        last = state.get("last_batch")
+        search.cut_batch = bool(search.grown_from and last is not None
+                                and last < search.batch_size)
         return search
 
     def _load(self, state: dict) -> None:
@@ -203,6 +223,7 @@ class Search:
         self.counts = {**self.counts, **state["counts"]}
         self.free_streak = state["free_streak"]
         self.elapsed = state["elapsed"]
+        self.last_batch = state.get("last_batch")
         self.run_id = state["run_id"]
         self.search_id = state.get("search_id") or self.search_id
         self._resumed = True
@@ -236,9 +257,18 @@ class Search:
         try:
             if self.tracker is not None:
                 self._open_run()
+                if self.grown_from is not None:
+                    self._tracked(self.tracker.set_tags, {"budget": self.budget})
                 set_rng_states(rng)             # whatever the tracker drew, undo it
                 self._checkpoint()
             bar = self._progress_bar()
+            if self._resumed and self._stop_reason() is None:
+                # re-scorings that the last batch's budget had no room for (a grown
+                # budget has): where a one-go search would have done them
+                metrics = self._funnel(self._now_elapsed())
+                if metrics:
+                    self._log_progress(metrics, self._now_elapsed())
+                    self._checkpoint()
             while True:
                 reason = self._stop_reason()
                 if reason:
@@ -364,6 +394,7 @@ class Search:
     def _batch(self) -> None:
         left = self.budget * self.unit - self.spent
         n = min(self.batch_size, max(1, math.ceil(left / self.unit)))
+        self.last_batch = n
         rules = self.strategy.ask(n)
         evaluations = self.backend.evaluate(rules)
         if len(evaluations) != len(rules):
@@ -396,7 +427,7 @@ class Search:
                       best=best.fitness if best is not None else None)
         self.history.append(record)
         if kind == CANDIDATE and math.isfinite(evaluation.fitness):
-            return [("fitness", float(evaluation.fitness), self.spent)]
+            return [("candidate_fitness", float(evaluation.fitness), self.spent)]
         return []
 
     def _funnel(self, elapsed: float) -> list:
@@ -478,7 +509,8 @@ class Search:
             "free_streak": self.free_streak, "elapsed": self.elapsed,
             "history": list(self.history), "run_id": self.run_id, "run_name": self.run_name,
             "config": self.config, "export_settings": self.export_settings,
-            "search_id": self.search_id, "saved_at": time.time(),
+            "search_id": self.search_id, "last_batch": self.last_batch,
+            "saved_at": time.time(),
         }
 
     def _checkpoint(self) -> None:
@@ -521,6 +553,7 @@ class Search:
         self.trainings, self.counts = state["trainings"], state["counts"]
         self.spent, self.final_trainings = state["spent"], state["final_trainings"]
         self.free_streak = state["free_streak"]
+        self.last_batch = state.get("last_batch")
         self.status = status
         state["status"] = status
         state["run_id"] = self.run_id       # a run started since is still this search's
@@ -528,7 +561,7 @@ class Search:
 
     # -- tracking -----------------------------------------------------------------------
     def _params(self) -> dict:
-        params = {"strategy": self.strategy.name, "budget": self.budget,
+        params = {"strategy": self.strategy.name,    # the budget is a tag: it may grow
                   "batch_size": self.batch_size, "time_limit": self.time_limit,
                   "hall_of_fame_size": self.hall_of_fame.size, "free_limit": self.free_limit,
                   "funnel_top": self.funnel_top, "funnel_seeds": self.funnel_seeds,
@@ -546,7 +579,7 @@ class Search:
         return {k: v for k, v in params.items() if v is not None}
 
     def _tags(self) -> dict:
-        tags = {"strategy": self.strategy.name}
+        tags = {"strategy": self.strategy.name, "budget": self.budget}
         if "preset" in self.config:
             tags["preset"] = self.config["preset"]
         return tags

@@ -34,6 +34,14 @@ KIND_TAG = "kind"
 SEARCH_ID_TAG = "evo_nos.search_id"  # set on a search's run as it is created
 SEARCH = "search"
 RUN_KINDS = (SEARCH, "reference", "compare", "transfer")
+# MLflow 3's UI opens an experiment in its GenAI view unless this tag says it holds model
+# training runs; every experiment evo_nos creates or logs to is tagged so
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+# ... but MLflow 3.17's UI picks the view from its GenAI / Model training switch (kept per
+# browser, GenAI at first), which a page's URL sets with this query
+TRAINING_VIEW = "workflowType=machine_learning"
+UI_ADDRESS = "http://127.0.0.1:5000"   # where a plain `mlflow ui` serves
 
 
 def default_tracking_uri() -> str:

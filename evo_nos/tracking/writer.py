@@ -7,18 +7,33 @@ experiment (``evo_nos`` by default) is created with an explicit artifact locatio
 absolute ``mlartifacts/`` folder beside the SQLite file (MLflow would otherwise put
 artifacts under whatever directory the process happened to start in).
 
-What a search logs.  One parent run per search:
+The experiment is tagged ``mlflow.experimentKind = custom_model_development`` (created
+so, or tagged when a Tracker opens it): the UI of earlier MLflow 3 releases reads it to
+open the experiment in its model-training view (runs table and metric charts) rather
+than its GenAI view.  MLflow 3.17's UI picks the view from its own GenAI / Model
+training switch instead (kept per browser, GenAI at first), which the
+``?workflowType=machine_learning`` of :meth:`Tracker.ui_url`'s links sets.
+
+What a search logs.  One parent run per search, named ``--run-name`` when given, else
+:func:`default_run_name` (``<strategy>-<preset>-seed<S>-<YYYYmmdd-HHMMSS>``, with ``-2``,
+``-3`` ... added when the experiment already has a run of that name), so no two searches
+share a name in the runs table or a chart legend:
 
 * params: strategy, budget, seed, preset and its settings, the space, the strategy's
   settings (everything :class:`~evo_nos.search.Search` passes);
 * tags: ``strategy``, ``preset``, ``best_rule``/``best_fitness`` (kept current), and at
-  the end ``stop_reason`` and the hall of fame as the run's description;
+  the end ``stop_reason`` and the description (``mlflow.note.content``): the best rule
+  in its readable form, the one-line :func:`protocol_note` (what fitness is: the final
+  run's epochs against the sweep's, from the task's params) and the hall of fame;
 * metrics, all with ``step`` = the compute spent so far (optimizer steps of child
   training, or child trainings with a backend that does not count steps; the param
-  ``steps_per_training`` converts) so every strategy shares one x-axis: ``fitness``
-  (every candidate), ``best_fitness`` (the hall of fame's best mean), ``compute`` (in
-  child trainings), ``evaluations``, ``cache_hits``, ``invalid``, ``diverged``,
-  ``hurdled``, ``rescored``, ``candidates_per_min``, ``final_trainings``;
+  ``steps_per_training`` converts) so every strategy shares one x-axis:
+  ``best_fitness`` (the hall of fame's best mean: the run's headline, logged first so
+  the metrics table lists it at the top, and at the end equal to the hall of fame's
+  best), ``candidate_fitness`` (every candidate), ``compute`` (in child trainings),
+  ``evaluations``, ``cache_hits``, ``invalid``, ``diverged``, ``hurdled``, ``rescored``,
+  ``candidates_per_min``, ``final_trainings``.  Timestamps only grow within a Tracker,
+  so of two values at one step the later one is the run's latest;
 * artifacts at the end (also when interrupted): ``hall_of_fame.json`` (a table of
   :meth:`HallOfFame.to_frame <evo_nos.search.HallOfFame.to_frame>`: rank, rule, name,
   math, latex, simplified, readable, readable_latex, fitness (the mean over seeds),
@@ -27,8 +42,12 @@ What a search logs.  One parent run per search:
   ``hall_of_fame.csv``, ``pareto_front.json``, ``hall_of_fame.md``, ``evaluations.json``
   (every candidate), ``best_fitness.png``, and the best rule exported as
   ``best_optimizer/<Class>.py`` plus its JSON spec;
-* one nested child run per hall-of-fame member (finished searches) with its rule, its
-  fitness and its score at every learning rate of the sweep (``score_lr_<lr>``).
+* one nested child run per hall-of-fame member (finished searches), named ``#<rank>
+  <name or rule>``, with its rule, its fitness and its score at every learning rate of
+  the sweep (``score_lr_<lr>``), and a description: its readable form and the
+  :func:`protocol_note`.  They are created from the last rank to the first, each
+  starting later than the one before, so MLflow's default order (newest first) lists
+  #1 first.
 
 An interrupted search's run is marked KILLED; :meth:`Tracker.resume` reopens the same
 run (its params are not logged again).  Only the driver process talks to MLflow.
@@ -39,6 +58,7 @@ import functools
 import json
 import math
 import time
+from urllib.parse import urlparse
 
 import pandas as pd
 from matplotlib.figure import Figure   # no pyplot: no global figure state or GUI
@@ -46,14 +66,17 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-from evo_nos.tracking.store import (DEFAULT_EXPERIMENT, NOTE_TAG, PARENT_TAG, SEARCH_ID_TAG,
-                                    TrackingError,
+from evo_nos.tracking.store import (DEFAULT_EXPERIMENT, EXPERIMENT_KIND, EXPERIMENT_KIND_TAG,
+                                    NOTE_TAG, PARENT_TAG, SEARCH_ID_TAG, TRAINING_VIEW,
+                                    UI_ADDRESS, TrackingError,
                                     default_artifact_location, default_tracking_uri,
                                     first_line, open_client)
 from evo_nos.optim.export import default_class_name, export_source, export_spec
+from evo_nos.tracking.reader import export_origin
 
 _BATCH = 100          # params / tags per log_batch call (MLflow's limit)
 _METRIC_BATCH = 1000  # metrics per log_batch call (MLflow's limit)
+HEADLINE = "best_fitness"   # a search's headline metric: its hall of fame's best so far
 
 
 def _store_errors(method):
@@ -75,6 +98,37 @@ def _param_value(value) -> str:
     return text[:6000]
 
 
+def default_run_name(tags: dict, params: dict, when: float | None = None) -> str:
+    """``<strategy>-<preset>-seed<S>-<YYYYmmdd-HHMMSS>`` (local time ``when``, default
+    now) from a search's tags and params; parts it lacks are left out."""
+    parts = [str(tags[key]).replace(" ", "_") for key in ("strategy", "preset")
+             if tags.get(key)]
+    if params.get("seed") is not None:
+        parts.append(f"seed{params['seed']}")
+    parts.append(time.strftime("%Y%m%d-%H%M%S", time.localtime(when)))
+    return "-".join(parts)[:250]
+
+
+def _epochs(value) -> str:
+    count = float(value)
+    return f"{count:g} epoch{'' if count == 1 else 's'}"
+
+
+def protocol_note(params: dict) -> str:
+    """One line on what a search's fitness is, from its task's params (``task.lrs``,
+    ``task.sweep_epochs``, ``task.final_epochs``); empty for a backend without them."""
+    sweep, final = params.get("task.sweep_epochs"), params.get("task.final_epochs")
+    if sweep is None or final is None:
+        return ""
+    lrs = [lr.strip() for lr in str(params.get("task.lrs", "")).split(",") if lr.strip()]
+    grid = f"each of {len(lrs)} learning rates ({', '.join(lrs)})" if lrs else \
+        "each learning rate of the grid"
+    lower = ", so they are usually below it" if float(final) > float(sweep) else ""
+    return (f"**Fitness** = validation accuracy after the final run, {_epochs(final)} at the "
+            f"sweep's best learning rate (mean over the seeds scored); the sweep trains "
+            f"{_epochs(sweep)} at {grid}: those are the `score_lr_*` scores{lower}.")
+
+
 class Tracker:
     """Logs one search to MLflow through ``MlflowClient`` (no global active run)."""
 
@@ -87,14 +141,24 @@ class Tracker:
             self.tracking_uri)
         self.experiment_id = self._experiment()
         self.run_id: str | None = None
+        self._last_ms = 0           # the latest timestamp this Tracker gave (see _clock)
+
+    def _clock(self, count: int = 1) -> int:
+        """The first of ``count`` millisecond timestamps, each after every one this
+        Tracker gave before (MLflow's latest value of a metric at one step is the one
+        with the latest timestamp; two batches may come within a millisecond)."""
+        now = max(int(time.time() * 1000), self._last_ms + 1)
+        self._last_ms = now + max(count, 1) - 1
+        return now
 
     @_store_errors
     def _experiment(self) -> str:
         found = self.client.get_experiment_by_name(self.experiment_name)
         if found is None:
             try:
-                return self.client.create_experiment(self.experiment_name,
-                                                     artifact_location=self.artifact_location)
+                return self.client.create_experiment(
+                    self.experiment_name, artifact_location=self.artifact_location,
+                    tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
             except MlflowException:
                 found = self.client.get_experiment_by_name(self.experiment_name)  # a race
                 if found is None:
@@ -104,27 +168,52 @@ class Tracker:
                              f"{self.tracking_uri}: restore it (mlflow experiments restore "
                              f"--experiment-id {found.experiment_id}) or choose another "
                              "--experiment")
+        if found.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:   # made before, or by hand
+            self.client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG,
+                                           EXPERIMENT_KIND)
         return found.experiment_id
 
     @property
     def ui_command(self) -> str:
         return f"mlflow ui --backend-store-uri {self.tracking_uri}"
 
+    def ui_url(self, run_id: str | None = None) -> str:
+        """The page of the experiment (or of run ``run_id``) in MLflow's model-training
+        view: on the tracking server, else where :attr:`ui_command` serves it."""
+        server = urlparse(self.tracking_uri).scheme in ("http", "https")
+        base = self.tracking_uri.rstrip("/") if server else UI_ADDRESS
+        page = f"#/experiments/{self.experiment_id}" + (f"/runs/{run_id}" if run_id else "")
+        return f"{base}/{page}?{TRAINING_VIEW}"
+
     # -- run lifecycle ------------------------------------------------------------------
     @_store_errors
     def start(self, *, run_name: str | None = None, params: dict | None = None,
               tags: dict | None = None, search_id: str | None = None) -> str:
         """Create the parent run of a search; returns its run id.  ``search_id`` (tagged)
-        lets :meth:`find_search` find the run before its id was saved anywhere."""
+        lets :meth:`find_search` find the run before its id was saved anywhere.  Without
+        ``run_name`` the run is named :func:`default_run_name`, made unique."""
         tags = {k: str(v) for k, v in (tags or {}).items()}
         if search_id:
             tags[SEARCH_ID_TAG] = search_id
-        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
+        name = run_name or self._unused_name(default_run_name(tags, params or {}))
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags,
+                                     start_time=self._clock())
         self.run_id = run.info.run_id
         items = [Param(k, _param_value(v)) for k, v in (params or {}).items()]
         for i in range(0, len(items), _BATCH):
             self.client.log_batch(self.run_id, params=items[i:i + _BATCH])
         return self.run_id
+
+    def _unused_name(self, name: str) -> str:
+        """``name``, or ``name-2``, ``name-3`` ... : the first no run of the experiment has."""
+        candidate, n = name, 1
+        while True:
+            quoted = candidate.replace("'", "\\'")
+            if not self.client.search_runs([self.experiment_id], max_results=1,
+                                           filter_string=f"attributes.run_name = '{quoted}'"):
+                return candidate
+            n += 1
+            candidate = f"{name}-{n}"
 
     @_store_errors
     def resume(self, run_id: str) -> None:
@@ -161,10 +250,13 @@ class Tracker:
     # -- during the search --------------------------------------------------------------
     @_store_errors
     def log_metrics(self, metrics: list[tuple[str, float, int]]) -> None:
-        """``(key, value, step)`` triples, in as few requests as MLflow allows."""
+        """``(key, value, step)`` triples, in as few requests as MLflow allows; the
+        :data:`HEADLINE` metric first (a run's metrics table lists metrics in the order
+        they were first logged)."""
+        metrics = sorted(metrics, key=lambda m: m[0] != HEADLINE)     # stable
         # one millisecond apart: MLflow merges metrics equal in key, step, value and
         # timestamp, and two candidates of a batch may well score the same
-        now = int(time.time() * 1000)
+        now = self._clock(len(metrics))
         items = [Metric(k, float(v), now + i, int(step)) for i, (k, v, step) in
                  enumerate(metrics) if math.isfinite(float(v))]
         for i in range(0, len(items), _METRIC_BATCH):
@@ -202,14 +294,31 @@ class Tracker:
         self.client.log_text(run_id, markdown, "hall_of_fame.md")
         self._log_curve(run_id, report["best_curve"], report["budget"],
                         report.get("strategy", ""))
-        tags = {"stop_reason": report["status"], NOTE_TAG: markdown}
+        run = self.client.get_run(run_id)
+        note = protocol_note(run.data.params)
+        rows = hof.rows()
         best = hof.best
+        head = []
+        if best is not None:
+            top = rows[0]
+            named = f" ({top['name']})" if top["name"] else ""
+            head.append(f"**Best rule:** `{top['readable']}`{named}, fitness "
+                        f"{top['fitness']:.4f}; scored as `{top['rule']}`.")
+        if note:
+            head.append(note)
+        tags = {"stop_reason": report["status"],
+                NOTE_TAG: "\n\n".join(head + [markdown])}
         if best is not None:
             tags.update(best_rule=best.rule, best_fitness=f"{best.fitness:.6g}")
             self._log_export(run_id, best.rule, report.get("export_settings"))
+            if run.data.metrics.get(HEADLINE) != float(best.fitness):
+                # (a batch logged, then dropped by an interrupt): the headline is the
+                # hall of fame's best, at the last step logged
+                steps = [m.step for m in self.client.get_metric_history(run_id, HEADLINE)]
+                self.log_metrics([(HEADLINE, best.fitness, max(steps, default=0))])
         self.set_tags(tags)
         if children:
-            self._log_children(run_id, hof)
+            self._log_children(run_id, hof, rows, run.info.run_name, note)
         self.end(status)
 
     def _replace_table(self, run_id: str, artifact_file: str, frame: pd.DataFrame) -> None:
@@ -236,24 +345,31 @@ class Tracker:
 
     def _log_export(self, run_id: str, rule: str, settings) -> None:
         name = default_class_name(rule)
-        self.client.log_text(run_id, export_source(rule, class_name=name, settings=settings),
+        origin = export_origin(run_id, 1, self.tracking_uri)   # as export --run records it
+        self.client.log_text(run_id, export_source(rule, class_name=name, settings=settings,
+                                                   origin=origin),
                              f"best_optimizer/{name}.py")
-        spec = export_spec(rule, class_name=name, settings=settings)
+        spec = export_spec(rule, class_name=name, settings=settings, origin=origin)
         spec["source_file"] = f"{name}.py"
         self.client.log_dict(run_id, spec, f"best_optimizer/{name}.json")
 
-    def _log_children(self, run_id: str, hof) -> None:
-        """One nested run per hall-of-fame member (replacing earlier ones)."""
+    def _log_children(self, run_id: str, hof, rows: list, parent_name: str,
+                      note: str) -> None:
+        """One nested run per hall-of-fame member (replacing earlier ones), the last
+        rank first: MLflow lists runs newest first, so #1 comes at the top."""
         old = self.client.search_runs([self.experiment_id],
                                       filter_string=f"tags.`{PARENT_TAG}` = '{run_id}'")
         for run in old:
             self.client.delete_run(run.info.run_id)
-        for evaluation, row in zip(hof.top, hof.rows()):
+        members = list(zip(hof.top, rows))
+        for evaluation, row in reversed(members):
             rank = row["rank"]
             child = self.client.create_run(
                 self.experiment_id, run_name=f"#{rank} {row['name'] or row['rule']}"[:250],
+                start_time=self._clock(),
                 tags={PARENT_TAG: run_id, "rank": str(rank), "rule": row["rule"],
-                      "math": row["math"], NOTE_TAG: f"$${row['latex']}$$"})
+                      "math": row["math"],
+                      NOTE_TAG: _member_note(row, len(members), parent_name, note)})
             cid = child.info.run_id
             params = [Param("rule", row["rule"]), Param("complexity", str(row["complexity"])),
                       Param("best_lr", str(row["best_lr"])), Param("status", row["status"])]
@@ -265,7 +381,21 @@ class Tracker:
                 if score is not None and math.isfinite(float(score)):
                     metrics.append(Metric(f"score_lr_{float(lr):g}", float(score), 0, 0))
             self.client.log_batch(cid, metrics=metrics, params=params)
-            self.client.set_terminated(cid, status="FINISHED")
+            self.client.set_terminated(cid, status="FINISHED", end_time=self._clock())
+
+
+def _member_note(row: dict, size: int, parent_name: str, note: str) -> str:
+    """A hall-of-fame run's description (markdown): its readable rule, its numbers, the
+    protocol note."""
+    named = f" ({row['name']})" if row["name"] else ""
+    se = f" ± {row['fitness_se']:.4f}" if row["fitness_se"] is not None else ""
+    lr = f", best learning rate {row['best_lr']:g}" if row["best_lr"] is not None else ""
+    seeds = f"{row['seeds']} seed{'' if row['seeds'] == 1 else 's'}"
+    lines = [f"**#{row['rank']} of {size}** in search `{parent_name}`: `{row['readable']}`{named}",
+             f"fitness {row['fitness']:.4f}{se} over {seeds}{lr}; scored as `{row['rule']}`."]
+    if note:
+        lines.append(note)
+    return "\n\n".join(lines)
 
 
 # the columns of a search's evaluations.json (one row per candidate, in order)
