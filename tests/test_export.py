@@ -16,9 +16,10 @@ import torch
 
 from evo_nos.optim import standalone
 from evo_nos.cli.export import main
-from evo_nos.optim.export import default_class_name, export, export_source, export_spec
+from evo_nos.optim.export import (default_class_name, export, export_source, export_spec,
+                                 update_line)
 from evo_nos.optim.kernels import direction_source
-from evo_nos.core.known import KNOWN
+from evo_nos.core.known import KNOWN, resolve
 from evo_nos.core.primitives import RuleSettings
 from evo_nos.optim.optimizer import RuleOptimizer
 from evo_nos.core.rules import Rule
@@ -466,3 +467,9 @@ def test_every_known_rule_exports_and_steps(name):
     w.grad = torch.tensor([1.0, -1.0, 0.5])
     opt.step()
     assert torch.isfinite(w).all() and opt.state[w]["step"] == 1
+
+
+def test_the_update_line_brackets_a_sum_or_a_difference():
+    assert update_line(resolve("powersign")) == "w <- w - lr * exp(sign(g)·sign(m̂))·g"
+    assert update_line(resolve("sub(r, g)")) == "w <- w - lr * (γ̂ − g)"
+    assert update_line(resolve("add(g, m)")) == "w <- w - lr * (g + m̂)"

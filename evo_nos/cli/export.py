@@ -22,7 +22,7 @@ from evo_nos.core.algebra import readable, simplify
 from evo_nos.core.known import resolve
 from evo_nos.core.primitives import RuleSettings
 from evo_nos.core.rules import Rule
-from evo_nos.optim.export import SearchOrigin, export, export_spec
+from evo_nos.optim.export import SearchOrigin, export, export_spec, update_line
 from evo_nos.tracking import TrackingError, export_origin
 
 RULE_SETTING_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RuleSettings)}
@@ -94,7 +94,7 @@ def main(argv: "list[str] | None" = None) -> int:
     except (ValueError, OSError, argparse.ArgumentTypeError) as err:
         parser.error(describe(err))   # a bad --name; a folder in the way or unwritable
     print(f"wrote class {name} to {py_path} (spec: {json_path})")
-    print(f"  w <- w - lr * {rule.math}")
+    print(f"  {update_line(rule)}")
     simple = simplify(rule)
     if simple != rule:
         print(f"  simplified: {readable(rule)}  (the same rule as {simple})")

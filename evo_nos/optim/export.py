@@ -75,6 +75,13 @@ def _evo_nos_version() -> str:
         return "unknown"
 
 
+def update_line(rule: Rule) -> str:
+    """``w <- w - lr * (the rule's math)``: the update an exported optimizer applies, the
+    math in parentheses where it is a sum or a difference."""
+    additive = rule.op in ("add", "sub")
+    return f"w <- w - lr * {f'({rule.math})' if additive else rule.math}"
+
+
 def default_class_name(rule: "Rule | str") -> str:
     """``PowerSign`` for ``powersign``, ``AddSignLd`` for ``addsign-ld``, ``Nos4`` for
     ``nos-4``; ``EvoNosRule`` for a rule without a known name."""
@@ -260,7 +267,7 @@ def export_spec(rule: "Rule | str", *, class_name: str | None = None,
         "rule": rule.canonical,
         "math": rule.math,
         "latex": rule.latex,
-        "update": f"w <- w - lr * {rule.math}",
+        "update": update_line(rule),
         "complexity": rule.complexity,
         "needs": sorted(rule.needs),
         "state": _state_keys(rule),
@@ -311,7 +318,7 @@ def _docstring(rule: Rule, settings: RuleSettings, class_name: str,
         "",
         "Update, per parameter and step:",
         "",
-        f"    w <- w - lr * {rule.math}",
+        "    " + update_line(rule),
         "",
         f"LaTeX: {rule.latex}",
         "",
@@ -388,7 +395,7 @@ def export_source(rule: "Rule | str", *, class_name: str | None = None,
     found = "" if origin is None else "\n".join(origin.lines()) + "\n\n"
     header = (
         f'"""{class_name}: an optimizer exported by evo_nos {_evo_nos_version()}.\n\n'
-        f"    w <- w - lr * {rule.math}\n\n"
+        f"    {update_line(rule)}\n\n"
         f"Rule: {rule.canonical}\n\n"
         f"{found}"
         f"Usage: opt = {class_name}(model.parameters())  # lr={defaults['lr']!r} by default;"
