@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import joblib
+from joblib.pool import PicklingPool
 import pytest
 
 import evo_nos.fitness.backend as backend_module
@@ -121,6 +122,7 @@ def test_ray_workers_reserve_one_gpu_each_or_one_cpu():
 
 CONNECT = '''\
 import joblib
+from joblib.pool import PicklingPool
 import ray
 from evo_nos.fitness.factory import joblib_backend
 
@@ -143,3 +145,11 @@ def test_a_search_process_joins_the_cluster_named_by_ray_address(cluster, tmp_pa
     # and left it when the search was over
     assert done.stdout.splitlines() == [cluster, "2", "[0, 1, 2]", "False"], \
         done.stderr[-4000:]
+
+
+def test_the_ray_backend_leaves_joblibs_multiprocessing_pool_as_it_was(cluster):
+    from_joblib = PicklingPool.__bases__
+    with joblib_backend("ray", 2):
+        assert joblib.Parallel(n_jobs=2)(joblib.delayed(abs)(i) for i in (-1, -2)) == [1, 2]
+        assert PicklingPool.__bases__ != from_joblib        # ray re-parented it
+    assert PicklingPool.__bases__ == from_joblib

@@ -231,6 +231,8 @@ def test_a_ray_worker_killed_once_costs_the_whole_attempt_not_the_results(tmp_pa
     search_path = [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(path for path in search_path if path))
     auth_mode = os.environ.get("RAY_AUTH_MODE")             # ray.init sets it to "token"
+    if ray.is_initialized():            # a cluster another test left: its workers lack the path
+        ray.shutdown()
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         with caplog.at_level(logging.WARNING, logger=LOG_NAME), joblib_backend("ray", 2):

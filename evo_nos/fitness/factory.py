@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 
 import joblib
+from joblib.pool import PicklingPool
 
 from evo_nos.fitness.backend import FitnessBackend
 from evo_nos.fitness.standin import StandInBackend
@@ -77,11 +78,15 @@ def joblib_backend(name: str | None, n_jobs: int, scheduler: str | None = None):
         started = not ray.is_initialized()
         if started:     # RAY_ADDRESS, else a cluster `ray start` began here, else a new one
             ray.init()
+        # ray's joblib backend re-parents joblib's PicklingPool onto ray's Pool for good,
+        # which turns joblib's own multiprocessing backend into ray's: undone on the way out
+        pool_bases = PicklingPool.__bases__
         try:
             resources = ray_worker_resources(ray.cluster_resources(), n_jobs)
             with joblib.parallel_config(backend="ray", ray_remote_args=resources):
                 yield
         finally:
+            PicklingPool.__bases__ = pool_bases
             if started:
                 ray.shutdown()
         return
