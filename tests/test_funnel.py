@@ -141,6 +141,17 @@ def test_funnel_never_rescores_past_the_budget():
     assert all(e.seeds == 1 for e in result.hall_of_fame.top)
 
 
+def test_the_funnel_rescores_only_as_many_as_the_budget_holds_together():
+    # g and m enter together with 3 trainings left; each needs 2 more seeds, so each fits
+    # alone but not both: g (first in rank) is re-scored, m is not (before, both were: 6
+    # trainings on a budget of 5); the last training goes to v
+    search = Search(ListStrategy(["g", "m", "v"]), TableBackend(SCORES), budget=5,
+                    batch_size=2, progress=False, funnel_top=2, funnel_seeds=3)
+    result = search.run()
+    assert result.trainings == 5 and result.compute == 5.0
+    assert {e.rule: e.seeds for e in result.hall_of_fame.top} == {"g": 3, "m": 1, "v": 1}
+
+
 def test_final_stage_rescores_the_finalists_outside_the_budget_and_resumes(tmp_path):
     search = Search(ListStrategy(["g", "m", "v"]), TableBackend(SCORES), budget=3,
                     batch_size=1, progress=False, funnel_seeds=1, final_top=2,

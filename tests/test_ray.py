@@ -118,11 +118,13 @@ def test_ray_workers_reserve_one_gpu_each_or_one_cpu():
             ray_worker_resources({"CPU": 64.0, "GPU": 8.0}, n_jobs)
     with pytest.raises(ValueError, match="--n-jobs 3 is more than the 2 CPUs"):
         ray_worker_resources({"CPU": 2.0}, 3)
+    # --device cpu on a GPU cluster: CPU workers, as many as its CPUs
+    assert ray_worker_resources({"CPU": 64.0, "GPU": 8.0}, 16, "cpu") == {"num_cpus": 1}
+    assert ray_worker_resources({"CPU": 64.0, "GPU": 8.0}, 8, "cuda") == {"num_gpus": 1}
 
 
 CONNECT = '''\
 import joblib
-from joblib.pool import PicklingPool
 import ray
 from evo_nos.fitness.factory import joblib_backend
 

@@ -241,7 +241,8 @@ def _search(args, claimed: list) -> int:
 
     with contextlib.ExitStack() as stack:
         try:
-            stack.enter_context(joblib_backend(joblib_name, config["n_jobs"], args.scheduler))
+            stack.enter_context(joblib_backend(joblib_name, config["n_jobs"], args.scheduler,
+                                               config["device"]))
         except ValueError as err:
             raise SystemExit(f"error: {err}") from None
         try:

@@ -255,7 +255,7 @@ def run_campaign(plan: CampaignPlan, *, echo=print) -> CampaignResult:
     plan.folder.mkdir(parents=True, exist_ok=True)
     outcomes = []
     total = len(plan.strategies) * len(plan.seeds)
-    with joblib_backend(plan.joblib_backend, plan.n_jobs, plan.scheduler):
+    with joblib_backend(plan.joblib_backend, plan.n_jobs, plan.scheduler, plan.device):
         for seed in plan.seeds:
             for strategy in plan.strategies:
                 echo(f"[{len(outcomes) + 1}/{total}] {strategy} seed {seed} "

@@ -37,11 +37,13 @@ def make_backend(config: dict):
 
 
 @contextlib.contextmanager
-def joblib_backend(name: str | None, n_jobs: int, scheduler: str | None = None):
+def joblib_backend(name: str | None, n_jobs: int, scheduler: str | None = None,
+                   device: str = "auto"):
     """Run the trainings on the chosen joblib backend (loky: joblib's default; dask: a
     client to ``scheduler`` or a local cluster of ``n_jobs`` workers; ray: the cluster at
     ``RAY_ADDRESS``, else one ``ray start`` began on this machine, else a new local one,
-    with one worker per GPU or per CPU: :func:`ray_worker_resources`).  Dask and ray are
+    with one worker per GPU, or per CPU for ``device="cpu"`` or a cluster without GPUs:
+    :func:`ray_worker_resources`).  Dask and ray are
     optional: their import errors say how to install them."""
     if not name or name == "loky":
         yield
@@ -82,7 +84,7 @@ def joblib_backend(name: str | None, n_jobs: int, scheduler: str | None = None):
         # which turns joblib's own multiprocessing backend into ray's: undone on the way out
         pool_bases = PicklingPool.__bases__
         try:
-            resources = ray_worker_resources(ray.cluster_resources(), n_jobs)
+            resources = ray_worker_resources(ray.cluster_resources(), n_jobs, device)
             with joblib.parallel_config(backend="ray", ray_remote_args=resources):
                 yield
         finally:
@@ -94,14 +96,17 @@ def joblib_backend(name: str | None, n_jobs: int, scheduler: str | None = None):
         yield
 
 
-def ray_worker_resources(cluster: dict, n_jobs: int | None) -> dict:
+def ray_worker_resources(cluster: dict, n_jobs: int | None, device: str = "auto") -> dict:
     """What each of the ``n_jobs`` ray workers of a search reserves, given the cluster's
-    resources (``ray.cluster_resources()``): one GPU where the cluster has GPUs (ray then
+    resources (``ray.cluster_resources()``): one GPU where the cluster has GPUs and
+    ``device`` is not ``"cpu"`` (ray then
     shows each worker only its own GPU, through ``CUDA_VISIBLE_DEVICES``), else one CPU.
     Ray's joblib workers reserve nothing by default: ray may then start them all on one
     machine, each seeing all its GPUs.  Raises ValueError when the cluster cannot hold
     ``n_jobs`` such workers at once."""
     gpus, cpus = int(cluster.get("GPU", 0)), int(cluster.get("CPU", 0))
+    if device == "cpu":
+        gpus = 0
     if gpus:
         if n_jobs is None or not 1 <= n_jobs <= gpus:
             raise ValueError(f"--backend ray runs one worker per GPU and the ray cluster "

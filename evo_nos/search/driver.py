@@ -439,7 +439,13 @@ class Search:
             due = [e for e in self.hall_of_fame.top[:self.funnel_top]
                    if e.seeds < self.funnel_seeds]
             left = self.budget * self.unit - self.spent
-            due = [e for e in due if (self.funnel_seeds - e.seeds) * self.unit <= left]
+            fitting = []                 # in rank order, as many as the budget holds
+            for evaluation in due:
+                cost = (self.funnel_seeds - evaluation.seeds) * self.unit
+                if cost <= left:
+                    fitting.append(evaluation)
+                    left -= cost
+            due = fitting
             if not due:
                 break
             for evaluation in self.backend.rescore(due, self.funnel_seeds):
