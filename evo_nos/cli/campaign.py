@@ -146,10 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     except (*SEARCH_ERRORS, argparse.ArgumentTypeError) as err:
         return error(str(err))
     except KeyboardInterrupt:       # between searches, or while one was being set up
-        print("\ncampaign interrupted; run the same command again to continue where it "
-              "stopped", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    if result.status == "interrupted":
+        result = None
+    if result is None or result.status == "interrupted":
         print("\ncampaign interrupted; run the same command again to continue where it "
               "stopped", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -33,6 +33,7 @@ from evo_nos.cli.options import (EXIT_INTERRUPTED, Parser, add_search_options, d
 from evo_nos.cli.campaign import add_campaign_options, main as campaign_main, wants_campaign
 from evo_nos.cli.errors import SEARCH_ERRORS, quiet_mlflow_store
 from evo_nos.fitness.backend import FitnessBackend
+from evo_nos.fitness.data import IMAGEFOLDER, SYNTHETIC, parse_data_spec
 from evo_nos.fitness.factory import joblib_backend, make_backend
 from evo_nos.fitness.tasks import default_preset, load_task, preset_key
 from evo_nos.operators.space import SearchSpace
@@ -109,15 +110,16 @@ def _load_data(backend: FitnessBackend) -> str:
     """Load the backend's images in this process (with a line while it happens, unless
     they are generated); their content fingerprint."""
     task = backend.task
-    if task.data != "synthetic":
-        how = ("decoded the first time, then cached" if task.data.startswith("imagefolder:")
-               else "downloaded the first time")
-        print(f"loading {task.n_train + task.n_val} images of {task.data} at "
-              f"{task.image_size} px ({how}) ...", file=sys.stderr, flush=True)
+    kind = parse_data_spec(task.data).kind
+    if kind == SYNTHETIC:                   # generated in memory: nothing to tell
+        return backend.data_fingerprint()
+    how = ("decoded the first time, then cached" if kind == IMAGEFOLDER
+           else "downloaded the first time")
+    print(f"loading {task.n_train + task.n_val} images of {task.data} at "
+          f"{task.image_size} px ({how}) ...", file=sys.stderr, flush=True)
     start = time.perf_counter()
     fingerprint = backend.data_fingerprint()
-    if task.data != "synthetic":
-        print(f"loaded in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    print(f"loaded in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return fingerprint
 
 
@@ -170,12 +172,10 @@ def _search(args, claimed: list) -> int:
         seed = DEFAULT_SEED if args.seed is None else args.seed
         strategy_name = args.strategy or DEFAULT_STRATEGY
         n_jobs = args.n_jobs or 1
-        try:
-            strategy_args = strategy_settings_from(args, [strategy_name])
-            rule_settings = rule_settings_from(args)
-            funnel = funnel_args_from(args)
-        except (argparse.ArgumentTypeError, ValueError) as err:
-            raise SystemExit(f"error: {err}") from None
+        # checked already (validate_search_args): these only read the values
+        strategy_args = strategy_settings_from(args, [strategy_name])
+        rule_settings = rule_settings_from(args)
+        funnel = funnel_args_from(args)
         config = {
             "seed": seed, "preset": preset_key(preset) if preset else args.fitness,
             "preset_source": preset, "fitness": args.fitness, "data": args.data,

@@ -43,8 +43,8 @@ def joblib_backend(name: str | None, n_jobs: int, scheduler: str | None = None,
     client to ``scheduler`` or a local cluster of ``n_jobs`` workers; ray: the cluster at
     ``RAY_ADDRESS``, else one ``ray start`` began on this machine, else a new local one,
     with one worker per GPU, or per CPU for ``device="cpu"`` or a cluster without GPUs:
-    :func:`ray_worker_resources`).  Dask and ray are
-    optional: their import errors say how to install them."""
+    :func:`ray_worker_resources`).  Dask and ray are optional: their import errors say how
+    to install them."""
     if not name or name == "loky":
         yield
         return
@@ -99,8 +99,8 @@ def joblib_backend(name: str | None, n_jobs: int, scheduler: str | None = None,
 def ray_worker_resources(cluster: dict, n_jobs: int | None, device: str = "auto") -> dict:
     """What each of the ``n_jobs`` ray workers of a search reserves, given the cluster's
     resources (``ray.cluster_resources()``): one GPU where the cluster has GPUs and
-    ``device`` is not ``"cpu"`` (ray then
-    shows each worker only its own GPU, through ``CUDA_VISIBLE_DEVICES``), else one CPU.
+    ``device`` is not ``"cpu"`` (ray then shows each worker only its own GPU, through
+    ``CUDA_VISIBLE_DEVICES``), else one CPU.
     Ray's joblib workers reserve nothing by default: ray may then start them all on one
     machine, each seeing all its GPUs.  Raises ValueError when the cluster cannot hold
     ``n_jobs`` such workers at once."""
