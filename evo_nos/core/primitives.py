@@ -80,14 +80,16 @@ class Primitive:
     prec: int = 9      # display precedence of binary infix forms (atoms are 9)
     commutative: bool = False
     sympy: str = ""    # sympy template: the algebra of the primitive (evo_nos.core.algebra)
+    average: int = 0   # a running-average operand: the power of g it averages (0: none)
 
     @property
     def arity(self) -> int:
         return ARITY[self.kind]
 
 
-def _op(name, code, math, latex, sympy, needs=(), doc=""):
-    return Primitive(name, OPERAND, code, math, latex, frozenset(needs), doc, sympy=sympy)
+def _op(name, code, math, latex, sympy, needs=(), doc="", average=0):
+    return Primitive(name, OPERAND, code, math, latex, frozenset(needs), doc, sympy=sympy,
+                     average=average)
 
 
 def _un(name, code, math, latex, sympy, needs=(), doc=""):
@@ -106,9 +108,10 @@ PRIMITIVES: tuple[Primitive, ...] = (
     _op("g", "g", "g", "g", "g", doc="gradient"),
     _op("g2", "(g * g)", "g²", "g^{{2}}", "g**2", doc="gradient squared"),
     _op("g3", "(g * g * g)", "g³", "g^{{3}}", "g**3", doc="gradient cubed"),
-    _op("m", "m", "m̂", r"\hat{{m}}", "m", ("m",), "running average of g (beta1)"),
-    _op("v", "v", "v̂", r"\hat{{v}}", "v", ("v",), "running average of g² (beta2)"),
-    _op("r", "r", "γ̂", r"\hat{{\gamma}}", "r", ("r",), "running average of g³ (beta3)"),
+    _op("m", "m", "m̂", r"\hat{{m}}", "m", ("m",), "running average of g (beta1)", average=1),
+    _op("v", "v", "v̂", r"\hat{{v}}", "v", ("v",), "running average of g² (beta2)", average=2),
+    _op("r", "r", "γ̂", r"\hat{{\gamma}}", "r", ("r",), "running average of g³ (beta3)",
+        average=3),
     _op("sign_g", "torch.sign(g)", "sign(g)", r"\operatorname{{sign}}(g)", "sign(g)",
         doc="sign of g"),
     _op("sign_m", "torch.sign(m)", "sign(m̂)", r"\operatorname{{sign}}(\hat{{m}})", "sign(m)",
@@ -174,6 +177,11 @@ BY_NAME: dict[str, Primitive] = {p.name: p for p in PRIMITIVES}
 OPERANDS = tuple(p for p in PRIMITIVES if p.kind == OPERAND)
 UNARIES = tuple(p for p in PRIMITIVES if p.kind == UNARY)
 BINARIES = tuple(p for p in PRIMITIVES if p.kind == BINARY)
+
+# The running averages, in the order of their betas (beta1, beta2, beta3): the state an
+# optimizer keeps per parameter.  AVERAGE_POWERS: the power of g each one averages.
+AVERAGES = tuple(p.name for p in sorted(OPERANDS, key=lambda p: p.average) if p.average)
+AVERAGE_POWERS = {p.name: p.average for p in OPERANDS if p.average}
 
 # The operands of the paper's first search round; the second round added the decays.
 DECAY_OPERANDS = ("ld", "cd", "rd", "eps_t")
