@@ -116,13 +116,13 @@ def test_sgd_run_learns_and_takes_the_planned_steps(smoke):
     task, data = smoke
     result = train_run("sgd", 0.1, data, task, seed=0, epochs=2)
     assert not result.diverged and result.steps == 20
-    assert result.accuracy > 0.5  # 10 classes: chance is 0.1
+    assert result.val > 0.5  # 10 classes: chance is 0.1
 
 
 def test_overflowing_rule_stops_at_once_and_scores_zero(smoke):
     task, data = smoke
     result = train_run("exp(div(sign_g, sqrt(g)))", 1e-5, data, task, seed=0, epochs=2)
-    assert result.diverged and result.accuracy == 0.0
+    assert result.diverged and result.val == 0.0
     assert result.steps < 5  # stopped at once, not after the 20 planned steps
     assert "non-finite" in result.reason
 

@@ -9,7 +9,8 @@ import pytest
 from evo_nos.fitness.backend import FitnessBackend, candidate_seed
 from evo_nos.fitness.evaluation import HURDLED, OK, Evaluation
 from evo_nos.fitness.tasks import load_task
-from evo_nos.fitness.train import protocol_steps, run_protocol, task_data
+from evo_nos.fitness.protocol import protocol_steps
+from evo_nos.fitness.train import score_rule, task_data
 from evo_nos.search import HallOfFame, Search, load_checkpoint
 from evo_nos.search.defaults import FUNNEL, funnel_settings
 from evo_nos.search.driver import CANDIDATE, FINAL, RESCORE
@@ -210,9 +211,9 @@ def test_hurdle_threshold_is_the_quantile_of_the_sweeps_seen():
 def test_a_candidate_below_the_hurdle_skips_its_final_run():
     task = load_task("smoke", n_train=200, n_val=100, lrs=[1e-3, 1e-2])
     data = task_data(task)
-    full = run_protocol("adam", data, task, seed=0)[0]
-    hurdled, final = run_protocol("adam", data, task, seed=0, hurdle=1.01)
-    assert final is None and hurdled.status == HURDLED
+    full = score_rule("adam", data, task, seed=0)
+    hurdled = score_rule("adam", data, task, seed=0, hurdle=1.01)
+    assert hurdled.status == HURDLED and hurdled.best_lr == full.best_lr
     assert hurdled.fitness == max(full.lr_scores.values())
     assert hurdled.steps == 2 * 2 < full.steps == 2 * 2 + 2 * 2   # 2 steps/epoch
 

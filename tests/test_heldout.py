@@ -6,13 +6,15 @@ import torch
 import torch.nn.functional as F
 
 from evo_nos.fitness import heldout
-from evo_nos.fitness.heldout import (BUILTIN, TORCH_ADAM, TORCH_SGDM, HeldOutTask, Run,
-                                     TaskSetup, TensorData, builtin_task, load_heldout_task,
+from evo_nos.fitness.baselines import TORCH_ADAM, TORCH_SGDM
+from evo_nos.fitness.heldout import (BUILTIN, HeldOutTask, builtin_task, load_heldout_task,
                                      majority_sequences, optimizer_factory, score_optimizer,
                                      split3, teacher_table)
+from evo_nos.fitness.data import TensorData
+from evo_nos.fitness.protocol import Run, TaskSetup
 from evo_nos.fitness.data import DeviceData
 from evo_nos.fitness.models import SequenceLSTM, SmallResNet, TabularMLP, seeded
-from evo_nos.fitness.train import fit
+from evo_nos.fitness.protocol import fit
 from evo_nos.optim.optimizer import RuleOptimizer
 from user_task_source import BUILD
 
@@ -84,8 +86,8 @@ def test_rule_adam_takes_the_steps_of_torch_adam():
     nets = []
     for name in ("adam", TORCH_ADAM):
         net = setup.model(0)
-        steps, reason = fit(net, None, 1e-2, setup.data, total_steps=30, batch_size=40,
-                            seed=0, make_optimizer=optimizer_factory(name))
+        steps, reason = fit(net, optimizer_factory(name), 1e-2, setup.data, total_steps=30,
+                            batch_size=40, seed=0)
         assert (steps, reason) == (30, "")
         nets.append(net)
     gap = max(float((a - b).detach().abs().max()) for a, b in zip(nets[0].parameters(),
@@ -107,11 +109,15 @@ def test_the_lr_is_chosen_on_the_mean_validation_score_over_seeds(monkeypatch):
     def fake(task, setup, make, lr, seed, epochs, *, test):
         calls.append((lr, seed, epochs, test))
         if epochs == task.sweep_epochs:
-            return Run(lr, seed, vals[lr, seed], 0.7 if test else None,
-                       vals[lr, seed] == 0.0, 10)
-        return Run(lr, seed, 0.5 + seed / 10, 0.4 + seed / 10, False, 20)
+            return Run(lr, seed, vals[lr, seed], vals[lr, seed] == 0.0, 10,
+                       test=0.7 if test else None)
+        return Run(lr, seed, 0.5 + seed / 10, False, 20, test=0.4 + seed / 10)
 
-    monkeypatch.setattr(heldout, "train_run", fake)
+    def fake_trainer(task, setup, make):
+        return lambda children, epochs, test: [fake(task, setup, make, c.lr, c.seed, epochs,
+                                                    test=test) for c in children]
+
+    monkeypatch.setattr(heldout, "lone_trainer", fake_trainer)
     task = tiny_table_task(lrs=(0.01, 0.1, 1.0), final_epochs=5)
     score = score_optimizer(task, None, "adam")
     assert score.lr_scores == pytest.approx({0.01: 0.4, 0.1: 0.4, 1.0: 0.45})

@@ -16,7 +16,8 @@ from evo_nos.fitness.backend import FitnessBackend, candidate_seed, chunked, tra
 from evo_nos.fitness.models import make_child
 from evo_nos.fitness.packed import Child, PackedChild, auto_pack, score_rules, train_pack
 from evo_nos.fitness.tasks import load_task
-from evo_nos.fitness.train import fit, new_model, run_steps, score_rule, task_data
+from evo_nos.fitness.protocol import fit
+from evo_nos.fitness.train import new_model, rule_factory, run_steps, score_rule, task_data
 
 RULES = ["adam", "powersign", "addsign", "sgd", "mul(drop3(g), sign_m)", "add(g, eps_t)"]
 
@@ -35,7 +36,7 @@ def alone(child, data, task, epochs):
     """(trained lone network, steps, reason) of a child trained by the one-at-a-time loop."""
     model = new_model(task, data, child.seed)
     with torch_threads(task.threads):
-        steps, reason = fit(model, child.rule, child.lr, data,
+        steps, reason = fit(model, rule_factory(child.optimizer), child.lr, data,
                             total_steps=run_steps(task, data, epochs),
                             batch_size=task.batch_size, seed=child.seed,
                             check_every=task.check_every)

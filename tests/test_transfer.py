@@ -12,13 +12,14 @@ from evo_nos.experiments.transfer import (Candidate, TransferRow, baseline_candi
                                           load_suite, load_transfer_task, markdown, mean_se,
                                           run_suite, scores_frame, summary_frame, table_text,
                                           transfer_presets)
-from evo_nos.fitness import heldout
+from evo_nos.fitness import heldout, protocol
 from evo_nos.fitness.backend import FitnessBackend
 from evo_nos.fitness.data import load_images
-from evo_nos.fitness.heldout import HeldOutTask, TaskScore
+from evo_nos.fitness.heldout import HeldOutTask
+from evo_nos.fitness.protocol import Score
 from evo_nos.fitness.models import SmallResNet, make_child, make_resnet
-from evo_nos.fitness.tasks import (PAPER_LRS, TASK_KEYS, TRANSFER_KEYS, Task, load_task,
-                                   presets_dir)
+from evo_nos.fitness.tasks import (PAPER_LRS, SCHEDULE_KEYS, TASK_KEYS, TRANSFER_KEYS, Task,
+                                   load_task, presets_dir)
 from evo_nos.fitness.train import score_rule, task_data
 from evo_nos.fitness.standin import StandInBackend
 from evo_nos.operators.space import SearchSpace
@@ -56,6 +57,7 @@ def test_the_suite_runs_rules_and_torch_baselines_and_logs_the_table(searched, c
     user = tmp_path / "my_task.py"
     user.write_text(USER_TASK)
     code = main(["--run", result.run_id, "--top", "2", "--quick", "--references", "sgd",
+                 "--baselines", "torch-adam,torch-sgdm",
                  "--tasks", "tabular", "--task", f"{user}:make_task",
                  "--tracking-uri", uri, "--out", str(tmp_path / "out")])
     assert code == 0
@@ -114,7 +116,8 @@ def test_rule_lists_keep_the_commas_inside_rules():
     assert split_list("adam, mul(sign_g, g),powersign") == ["adam", "mul(sign_g, g)",
                                                              "powersign"]
     assert split_list(" ") == []
-    assert [c.rule for c in baseline_candidates()] == ["torch-adam", "torch-sgdm"]
+    assert [c.rule for c in baseline_candidates()] == ["torch-adam", "torch-adamw", "torch-sgdm",
+                                                       "torch-nesterov", "lion"]
     with pytest.raises(ValueError, match="unknown baseline"):
         baseline_candidates(["torch-lbfgs"])
 
@@ -155,8 +158,8 @@ def test_the_same_optimizer_from_two_sources_is_trained_once_per_task(monkeypatc
 
     def fake(task, setup, optimizer):
         calls.append((task.name, optimizer))
-        return TaskScore(task.name, optimizer, 0.1, {0.1: 0.5}, (0, 1), (0.5, 0.5),
-                         (0.25, 0.75), "ok", 10, 0.0)
+        return Score(optimizer, "ok", 0.1, {0.1: 0.5}, (0, 1), (0.5, 0.5), (0.25, 0.75), 10,
+                     0.0, task=task.name)
 
     monkeypatch.setattr("evo_nos.experiments.transfer.score_optimizer", fake)
     tasks = [HeldOutTask(name, "mlp", lambda seed, device: None) for name in ("a", "b")]
@@ -201,13 +204,13 @@ def test_the_resnet_task_trains_through_the_suite_loop(monkeypatch, tmp_path):
                         'batch_size = 100\nthreads = 1\n')
     (task,) = load_suite(str(settings), ["images"])
     assert (task.name, task.seeds, task.final_epochs) == ("images", (0, 1), 2)
-    trained, fit = [], heldout.fit
+    trained, fit = [], protocol.fit
 
-    def spy(model, rule, lr, data, **kw):
+    def spy(model, make_optimizer, lr, data, **kw):
         trained.append((type(model), lr, kw["seed"], kw["total_steps"]))
-        return fit(model, rule, lr, data, **kw)
+        return fit(model, make_optimizer, lr, data, **kw)
 
-    monkeypatch.setattr(heldout, "fit", spy)
+    monkeypatch.setattr(protocol, "fit", spy)
     (row,) = run_suite([Candidate("adam", "adam", "reference")], [task], device="cpu",
                        echo=lambda *_: None)
     best = row.best_lr
@@ -305,8 +308,9 @@ def test_transfer_presets_are_toml_files_read_by_load_task(tmp_path):
 def test_child_tasks_are_scored_and_described_as_before():
     task = load_task("smoke")
     assert (task.model, task.n_test, Task().model, Task().n_test) == ("child", 0, "child", 0)
-    assert set(task.described()) == set(TASK_KEYS) - set(TRANSFER_KEYS) - {"pack"}
-    assert set(QUICK.described()) == set(TASK_KEYS) - {"pack"}
+    assert set(task.described()) == (set(TASK_KEYS) - set(TRANSFER_KEYS) - {"pack"}
+                                     - set(SCHEDULE_KEYS))
+    assert set(QUICK.described()) == set(TASK_KEYS) - {"pack"} - set(SCHEDULE_KEYS)
     assert not any(k.split(".", 1)[1] in TRANSFER_KEYS
                    for k in FitnessBackend(task, device="cpu").describe() if k.startswith("task."))
     # the exact scores of Adam on the smoke preset, recorded before the transfer check

@@ -27,8 +27,8 @@ from evo_nos.cli.options import (EXIT_OK, Parser, add_device_option, data_spec, 
                                  nonnegative_int, positive_float, positive_int,
                                  reference_names, rule_names, split_list)
 from evo_nos.core.known import name_of, resolve
-from evo_nos.experiments.transfer import (BASELINE_LABELS, DEFAULT_BASELINES,
-                                          DEFAULT_REFERENCES, DEFAULT_TASKS, Candidate,
+from evo_nos.fitness.baselines import BASELINES, DEFAULT_BASELINES
+from evo_nos.experiments.transfer import (DEFAULT_REFERENCES, DEFAULT_TASKS, Candidate,
                                           baseline_candidates, candidates_from_runs,
                                           default_transfer_preset, load_suite,
                                           load_transfer_task, log_transfer, run_suite,
@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="known rules trained beside them (comma-separated; none: skip)")
     p.add_argument("--baselines", default=",".join(DEFAULT_BASELINES), metavar="NAMES|none",
                    type=baselines_option,
-                   help=f"torch optimizers tuned the same way ({', '.join(BASELINE_LABELS)}"
+                   help=f"torch optimizers tuned the same way ({', '.join(BASELINES)}"
                         "; none: skip)")
     p.add_argument("--tasks", default=",".join(DEFAULT_TASKS), metavar="NAMES|none",
                    help="held-out tasks: built-in names or MODULE:NAME (comma-separated; "

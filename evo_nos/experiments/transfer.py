@@ -50,17 +50,14 @@ from evo_nos.core.tables import markdown as markdown_table
 from evo_nos.core.tables import records
 from evo_nos.experiments.references import HEADLINE
 from evo_nos.fitness.backend import resolve_device
-from evo_nos.fitness.heldout import (BUILTIN, SIZES, TORCH_ADAM, TORCH_SGDM,
-                                     describe_optimizer, load_heldout_task, optimizer_key,
-                                     score_optimizer)
+from evo_nos.fitness.baselines import BASELINES, DEFAULT_BASELINES, LABELS
+from evo_nos.fitness.heldout import (BUILTIN, SIZES, describe_optimizer, load_heldout_task,
+                                     optimizer_key, score_optimizer)
 from evo_nos.fitness.tasks import Task, load_task, presets
 from evo_nos.tracking import KIND_TAG, NOTE_TAG, ReportTracker, get_run, load_hall_of_fame
 
 # the known rules trained beside the winners: the ones reports draw as reference lines
 DEFAULT_REFERENCES = HEADLINE
-# torch's own optimizers, tuned like every rule
-DEFAULT_BASELINES = (TORCH_ADAM, TORCH_SGDM)
-BASELINE_LABELS = {TORCH_ADAM: "torch Adam", TORCH_SGDM: "torch SGD+momentum"}
 DEFAULT_TASKS = BUILTIN          # images, sequence, tabular
 PRESET_GROUP = "transfer"        # the image task's presets: presets/transfer/*.toml
 
@@ -130,11 +127,12 @@ class Candidate:
 
 
 def baseline_candidates(names=DEFAULT_BASELINES) -> list:
-    """The torch baselines (``torch-adam``, ``torch-sgdm``) as candidates."""
-    unknown = [n for n in names if n not in BASELINE_LABELS]
+    """The baselines (:data:`~evo_nos.fitness.baselines.BASELINES`: Adam, AdamW, SGD with
+    momentum, SGD with Nesterov momentum, Lion) as candidates."""
+    unknown = [n for n in names if n not in BASELINES]
     if unknown:
-        raise ValueError(f"unknown baseline(s) {unknown}; baselines: {list(BASELINE_LABELS)}")
-    return [Candidate(BASELINE_LABELS[n], n, "baseline") for n in names]
+        raise ValueError(f"unknown baseline(s) {unknown}; baselines: {list(BASELINES)}")
+    return [Candidate(LABELS[n], n, "baseline") for n in names]
 
 
 @dataclass

@@ -117,7 +117,8 @@ from evo_nos.fitness.evaluation import (CACHED, DIVERGED, HURDLED, INVALID, LOST
 from evo_nos.fitness.screen import ScreenResult, screen
 from evo_nos.fitness.tasks import Task, load_task
 from evo_nos.fitness.packed import TRAINING_ERRORS, score_rules
-from evo_nos.fitness.train import protocol_steps, score_rule, task_data
+from evo_nos.fitness.protocol import protocol_steps
+from evo_nos.fitness.train import score_rule, task_data
 from evo_nos.core.known import resolve
 from evo_nos.core.primitives import RuleSettings
 from evo_nos.core.rules import Rule

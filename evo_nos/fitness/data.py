@@ -24,7 +24,8 @@ also gets a seeded sample of ``n_test`` images of it (CIFAR-10's 10,000 test ima
 :class:`DeviceData` holds the uint8 images on the training device.  Each batch is drawn
 from an on-device permutation, randomly translated (pad-and-crop) and flipped on the
 device, converted to float and normalised there, in ``channels_last`` layout: no
-DataLoader, no per-image Python in the hot loop.
+DataLoader, no per-image Python in the hot loop.  :class:`TensorData` is the same
+interface over plain ``(x, y)`` tensor pairs (the held-out tasks' sequences and tables).
 """
 from __future__ import annotations
 
@@ -417,3 +418,56 @@ class DeviceData:
         x, y = (self.val_x, self.val_y) if split == VAL else (self.test_x, self.test_y)
         for start in range(0, int(x.shape[0]), batch_size):
             yield self.normalise(x[start:start + batch_size]), y[start:start + batch_size]
+
+
+class TensorData:
+    """Train / validation / test ``(x, y)`` tensor pairs on ``device``, batched in a
+    seeded random order (full batches only: the last partial batch of an epoch is
+    dropped, as :class:`DeviceData` does)."""
+
+    def __init__(self, train: tuple, val: tuple, test: tuple,
+                 device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        splits = {"train": train, VAL: val, TEST: test}
+        for name, pair in splits.items():
+            if len(pair) != 2 or len(pair[0]) != len(pair[1]):
+                raise ValueError(f"the {name} split must be an (x, y) pair of equal length")
+        if len(train[0]) < 1 or len(val[0]) < 1:
+            raise ValueError("the train and validation splits need at least one example")
+        (self.train_x, self.train_y), (self.val_x, self.val_y), (self.test_x, self.test_y) = (
+            (x.to(self.device), y.to(self.device)) for x, y in splits.values())
+
+    @property
+    def n_train(self) -> int:
+        return len(self.train_x)
+
+    @property
+    def n_val(self) -> int:
+        return len(self.val_x)
+
+    @property
+    def n_test(self) -> int:
+        return len(self.test_x)
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        steps = self.n_train // batch_size
+        if steps < 1:
+            raise ValueError(f"batch_size {batch_size} exceeds the {self.n_train} train "
+                             "examples")
+        return steps
+
+    def epoch(self, batch_size: int, generator: torch.Generator):
+        """``(x, y)`` batches of one epoch, in an order drawn from ``generator`` (which
+        lives on the data's device)."""
+        order = torch.randperm(self.n_train, generator=generator, device=self.device)
+        for s in range(self.steps_per_epoch(batch_size)):
+            idx = order[s * batch_size:(s + 1) * batch_size]
+            yield self.train_x[idx], self.train_y[idx]
+
+    def eval_batches(self, batch_size: int = 1000, split: str = VAL):
+        """Batches of ``split`` (val | test) in their fixed order."""
+        if split not in (VAL, TEST):
+            raise ValueError(f"split must be {VAL!r} or {TEST!r}, got {split!r}")
+        x, y = (self.val_x, self.val_y) if split == VAL else (self.test_x, self.test_y)
+        for start in range(0, len(x), batch_size):
+            yield x[start:start + batch_size], y[start:start + batch_size]

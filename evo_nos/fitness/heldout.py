@@ -91,93 +91,19 @@ import torch.nn.functional as F
 from evo_nos.core.known import resolve
 from evo_nos.core.rules import Rule
 from evo_nos.core.threads import torch_threads
-from evo_nos.fitness.evaluation import DIVERGED, OK
+from evo_nos.fitness.baselines import BASELINES, baseline_factory, is_baseline
+from evo_nos.fitness.data import TensorData
 from evo_nos.fitness.models import SequenceLSTM, TabularMLP, seeded
+from evo_nos.fitness.protocol import MAX, Candidate, Score, TaskSetup, lone_trainer, score
 from evo_nos.fitness.tasks import Task, load_task
-from evo_nos.fitness.train import epoch_steps, fit, new_model, task_data
-from evo_nos.optim.optimizer import RuleOptimizer
+from evo_nos.fitness.train import child_setup, rule_factory, task_data
+from evo_nos.optim.schedules import SCHEDULES
 
-VAL, TEST = "val", "test"
 SIZES = ("quick", "cpu", "gpu")            # the presets of the built-in tasks
 BUILTIN = ("images", "sequence", "tabular")
 
-TORCH_ADAM, TORCH_SGDM = "torch-adam", "torch-sgdm"
-# the baselines: torch's own optimizers, tuned by the same lr sweep as every rule
-TORCH_BASELINES = {
-    TORCH_ADAM: "torch.optim.Adam (betas 0.9, 0.999; eps 1e-8)",
-    TORCH_SGDM: "torch.optim.SGD (momentum 0.9)",
-}
-
 
 # -- the interface of a held-out task ---------------------------------------------------------
-class TensorData:
-    """Train / validation / test ``(x, y)`` tensor pairs on ``device``, batched in a
-    seeded random order (full batches only: the last partial batch of an epoch is
-    dropped, as :class:`~evo_nos.fitness.data.DeviceData` does)."""
-
-    def __init__(self, train: tuple, val: tuple, test: tuple,
-                 device: str | torch.device = "cpu"):
-        self.device = torch.device(device)
-        splits = {"train": train, VAL: val, TEST: test}
-        for name, pair in splits.items():
-            if len(pair) != 2 or len(pair[0]) != len(pair[1]):
-                raise ValueError(f"the {name} split must be an (x, y) pair of equal length")
-        if len(train[0]) < 1 or len(val[0]) < 1:
-            raise ValueError("the train and validation splits need at least one example")
-        (self.train_x, self.train_y), (self.val_x, self.val_y), (self.test_x, self.test_y) = (
-            (x.to(self.device), y.to(self.device)) for x, y in splits.values())
-
-    @property
-    def n_train(self) -> int:
-        return len(self.train_x)
-
-    @property
-    def n_val(self) -> int:
-        return len(self.val_x)
-
-    @property
-    def n_test(self) -> int:
-        return len(self.test_x)
-
-    def steps_per_epoch(self, batch_size: int) -> int:
-        steps = self.n_train // batch_size
-        if steps < 1:
-            raise ValueError(f"batch_size {batch_size} exceeds the {self.n_train} train "
-                             "examples")
-        return steps
-
-    def epoch(self, batch_size: int, generator: torch.Generator):
-        """``(x, y)`` batches of one epoch, in an order drawn from ``generator`` (which
-        lives on the data's device)."""
-        order = torch.randperm(self.n_train, generator=generator, device=self.device)
-        for s in range(self.steps_per_epoch(batch_size)):
-            idx = order[s * batch_size:(s + 1) * batch_size]
-            yield self.train_x[idx], self.train_y[idx]
-
-    def eval_batches(self, batch_size: int = 1000, split: str = VAL):
-        """Batches of ``split`` (val | test) in their fixed order."""
-        if split not in (VAL, TEST):
-            raise ValueError(f"split must be {VAL!r} or {TEST!r}, got {split!r}")
-        x, y = (self.val_x, self.val_y) if split == VAL else (self.test_x, self.test_y)
-        for start in range(0, len(x), batch_size):
-            yield x[start:start + batch_size], y[start:start + batch_size]
-
-
-def correct(outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The default metric: how many argmax predictions are right (score: accuracy)."""
-    return (outputs.argmax(dim=1) == y).sum()
-
-
-@dataclass
-class TaskSetup:
-    """What ``HeldOutTask.build(seed, device)`` returns (see the module docstring)."""
-
-    data: object                                     # TensorData, DeviceData, or alike
-    model: Callable                                  # seed -> a fresh nn.Module on the device
-    loss: Callable = F.cross_entropy                 # (outputs, y) -> mean loss
-    metric: Callable = correct                       # (outputs, y) -> the batch's sum
-
-
 @dataclass(frozen=True)
 class HeldOutTask:
     """A held-out task: its data and network (``build``) and its protocol's numbers."""
@@ -193,6 +119,8 @@ class HeldOutTask:
     seeds: tuple = (0, 1)            # initial weights, data order, optimizer noise
     data_seed: int = 0               # passed to build: which data
     check_every: int = 1             # steps between non-finite loss checks
+    schedule: str = "constant"       # the lr schedule of every run (constant | cosine | linear)
+    warmup: int = 0                  # steps of linear lr warmup first
     threads: int = 0                 # torch CPU threads (0: torch's default)
     description: str = ""           # the network and data in words, for reports
     settings: dict = field(default_factory=dict, compare=False)   # its numbers, logged
@@ -212,6 +140,11 @@ class HeldOutTask:
         if not self.sweep_epochs > 0 or not (self.final_epochs is None
                                              or self.final_epochs > 0):
             raise ValueError(f"task {self.name!r}: epochs must be > 0")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"task {self.name!r}: schedule must be one of {list(SCHEDULES)}, "
+                             f"got {self.schedule!r}")
+        if int(self.warmup) < 0:
+            raise ValueError(f"task {self.name!r}: warmup must be >= 0 steps")
         for key in ("batch_size", "eval_batch_size", "check_every"):
             if int(getattr(self, key)) < 1:
                 raise ValueError(f"task {self.name!r}: {key} must be >= 1")
@@ -223,7 +156,8 @@ class HeldOutTask:
         """The protocol's numbers and :attr:`settings`, as plain values (for logging)."""
         out = {"family": self.family, "lrs": list(self.lrs), "sweep_epochs": self.sweep_epochs,
                "final_epochs": self.final_epochs, "batch_size": self.batch_size,
-               "seeds": list(self.seeds), "data_seed": self.data_seed}
+               "seeds": list(self.seeds), "data_seed": self.data_seed,
+               "schedule": self.schedule, "warmup": self.warmup}
         out.update(self.settings)
         return out
 
@@ -231,124 +165,32 @@ class HeldOutTask:
 # -- the optimizers ---------------------------------------------------------------------------
 def optimizer_key(optimizer: str | Rule) -> str:
     """A baseline's name, or the rule's canonical string (what identifies an optimizer)."""
-    if isinstance(optimizer, str) and optimizer in TORCH_BASELINES:
-        return optimizer
-    return resolve(optimizer).canonical
+    return optimizer if is_baseline(optimizer) else resolve(optimizer).canonical
 
 
 def describe_optimizer(optimizer: str | Rule) -> str:
     """The update in words: the rule's math, or which torch optimizer."""
-    if isinstance(optimizer, str) and optimizer in TORCH_BASELINES:
-        return TORCH_BASELINES[optimizer]
-    return resolve(optimizer).math
+    return BASELINES[optimizer][0] if is_baseline(optimizer) else resolve(optimizer).math
 
 
 def optimizer_factory(optimizer: str | Rule) -> Callable:
     """``(params, lr, total_steps) -> torch.optim.Optimizer`` for a baseline name
-    (:data:`TORCH_BASELINES`) or a rule (a known name, rule string or Rule; run by
-    :class:`~evo_nos.optim.RuleOptimizer`)."""
-    if optimizer == TORCH_ADAM:
-        return lambda params, lr, total_steps: torch.optim.Adam(params, lr=lr)
-    if optimizer == TORCH_SGDM:
-        return lambda params, lr, total_steps: torch.optim.SGD(params, lr=lr, momentum=0.9)
-    rule = resolve(optimizer)
-    return lambda params, lr, total_steps: RuleOptimizer(params, rule, lr=lr,
-                                                         total_steps=total_steps)
+    (:data:`~evo_nos.fitness.baselines.BASELINES`) or a rule (a known name, rule string or
+    Rule; run by :class:`~evo_nos.optim.RuleOptimizer`)."""
+    return baseline_factory(optimizer) if is_baseline(optimizer) else rule_factory(
+        resolve(optimizer))
 
 
-# -- the loop and the protocol ----------------------------------------------------------------
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, setup: TaskSetup, split: str = VAL,
-             batch_size: int = 1000) -> float:
-    """The mean of ``setup.metric`` over ``split`` (val | test), one host sync."""
-    data = setup.data
-    n = data.n_val if split == VAL else data.n_test
-    if n < 1:
-        raise ValueError(f"the task's data has no {split} examples")
-    model.eval()
-    total = torch.zeros((), dtype=torch.float64, device=data.device)
-    for x, y in data.eval_batches(batch_size, split):
-        total += setup.metric(model(x), y)
-    model.train()
-    return float(total) / n
-
-
-@dataclass
-class Run:
-    """One training of one (lr, seed): its validation (and test) score, 0 if diverged."""
-
-    lr: float
-    seed: int
-    val: float
-    test: float | None
-    diverged: bool
-    steps: int
-    reason: str = ""
-
-
-def train_run(task: HeldOutTask, setup: TaskSetup, make_optimizer: Callable, lr: float,
-              seed: int, epochs: float, *, test: bool) -> Run:
-    """A fresh network (``setup.model(seed)``) trained ``epochs`` at ``lr``, scored."""
-    model = setup.model(seed)
-    steps, reason = fit(model, None, lr, setup.data,
-                        total_steps=epoch_steps(epochs, setup.data.steps_per_epoch(
-                            task.batch_size)),
-                        batch_size=task.batch_size, seed=seed, loss=setup.loss,
-                        check_every=task.check_every, make_optimizer=make_optimizer)
-    val = 0.0 if reason else evaluate(model, setup, VAL, task.eval_batch_size)
-    tested = None
-    if test:
-        tested = 0.0 if reason else evaluate(model, setup, TEST, task.eval_batch_size)
-    return Run(lr, seed, val, tested, bool(reason), steps, reason)
-
-
-@dataclass
-class TaskScore:
-    """One optimizer on one task: the chosen lr and each seed's final scores."""
-
-    task: str
-    optimizer: str                   # optimizer_key
-    best_lr: float | None
-    lr_scores: dict                  # lr -> mean validation score over the seeds (sweep)
-    seeds: tuple
-    val: tuple                       # the final runs' validation scores, one per seed
-    test: tuple                      # ... and test scores (0 for a diverged run)
-    status: str                      # ok | diverged (no lr trained, or no final run did)
-    steps: int
-    seconds: float
-    reason: str = ""
-
-
-def score_optimizer(task: HeldOutTask, setup: TaskSetup, optimizer: str | Rule) -> TaskScore:
-    """The held-out protocol (module docstring) for one optimizer on one task."""
-    key, make = optimizer_key(optimizer), optimizer_factory(optimizer)
-    start = time.perf_counter()
-    reuse = task.final_epochs is None
+# -- the protocol -----------------------------------------------------------------------------
+def score_optimizer(task: HeldOutTask, setup: TaskSetup, optimizer: str | Rule) -> Score:
+    """The protocol (:func:`evo_nos.fitness.protocol.score`) for one optimizer on one
+    held-out task, over the task's seeds, the test split scored on the final runs."""
+    make = optimizer_factory(optimizer)
+    train = lone_trainer(task, setup, lambda child: make)
     with torch_threads(task.threads):
-        sweep = {(lr, s): train_run(task, setup, make, lr, s, task.sweep_epochs, test=reuse)
-                 for lr in task.lrs for s in task.seeds}
-        steps = sum(r.steps for r in sweep.values())
-        lr_scores = {lr: sum(sweep[lr, s].val for s in task.seeds) / len(task.seeds)
-                     for lr in task.lrs}
-        usable = [lr for lr in task.lrs if not all(sweep[lr, s].diverged for s in task.seeds)]
-        if not usable:
-            zeros = (0.0,) * len(task.seeds)
-            return TaskScore(task.name, key, None, lr_scores, task.seeds, zeros, zeros,
-                             DIVERGED, steps, time.perf_counter() - start,
-                             "every learning rate diverged: " + sweep[task.lrs[-1],
-                                                                      task.seeds[-1]].reason)
-        best = max(usable, key=lambda lr: lr_scores[lr])   # max keeps the first (smallest) tie
-        if reuse:
-            final = [sweep[best, s] for s in task.seeds]
-        else:
-            final = [train_run(task, setup, make, best, s, task.final_epochs, test=True)
-                     for s in task.seeds]
-            steps += sum(r.steps for r in final)
-    failed = [r for r in final if r.diverged]
-    return TaskScore(task.name, key, best, lr_scores, task.seeds,
-                     tuple(r.val for r in final), tuple(r.test for r in final),
-                     DIVERGED if len(failed) == len(final) else OK, steps,
-                     time.perf_counter() - start, "; ".join(r.reason for r in failed))
+        [result] = score([Candidate(None, optimizer_key(optimizer), task.seeds)], task,
+                         train, test=True, direction=getattr(setup, "direction", MAX))
+    return result
 
 
 # -- generated data -----------------------------------------------------------------------------
@@ -468,8 +310,7 @@ def image_task(task: Task, *, seeds: tuple | None = None, size: str = "cpu") -> 
 
     def build(seed: int, device) -> TaskSetup:
         settings = task.replace(data_seed=seed)
-        data = task_data(settings, device)
-        return TaskSetup(data, model=lambda s: new_model(settings, data, s))
+        return child_setup(settings, task_data(settings, device))
 
     net = (f"ResNet width {task.width} blocks {list(task.blocks)}" if task.model == "resnet"
            else f"child ConvNet width {task.width}")
@@ -478,6 +319,7 @@ def image_task(task: Task, *, seeds: tuple | None = None, size: str = "cpu") -> 
         final_epochs=task.final_epochs, batch_size=task.batch_size,
         eval_batch_size=task.eval_batch_size, seeds=seeds or SEEDS.get(size, (0, 1)),
         data_seed=task.data_seed, check_every=task.check_every, threads=task.threads,
+        schedule=task.schedule, warmup=task.warmup,
         description=(f"{net} on {task.n_train} `{task.data}` images ({task.image_size}px; "
                      f"{task.n_val} validation, {task.n_test} of the test split)"),
         settings={"preset": task.name, **{k: v for k, v in task.as_dict().items()

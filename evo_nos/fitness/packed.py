@@ -47,15 +47,16 @@ from torch import nn
 
 from evo_nos.core.known import resolve
 from evo_nos.core.primitives import RuleSettings
-from evo_nos.core.rules import Rule
 from evo_nos.core.threads import torch_threads
 from evo_nos.fitness.data import DeviceData
 from evo_nos.fitness.evaluation import Evaluation
 from evo_nos.fitness.models import ChildNet, make_child
+from evo_nos.fitness.protocol import Candidate, Child, Run, epoch_steps, score
 from evo_nos.fitness.tasks import Task
-from evo_nos.fitness.train import RunResult, epoch_steps, final_evaluation, sweep_verdict
 from evo_nos.optim.kernels import compile_direction
-from evo_nos.optim.standalone import running_averages
+from evo_nos.optim.optimizer import average_fields
+from evo_nos.optim.schedules import schedule_factor
+from evo_nos.optim.standalone import bias_divisors, rule_direction
 
 # On the CPU, elementwise kernels run vectorised on whole groups of this many floats and
 # scalar code on the rest; a parameter whose size is a multiple of it meets the same code
@@ -71,14 +72,6 @@ LAYOUTS = ("loop", "grouped")
 # time gains nothing over bigger packs (the convolutions are compute bound); on a GPU as
 # many as fit in a quarter of the free memory, at most this many.
 MAX_AUTO_PACK = 128
-
-
-@dataclass
-class Child:
-    """One (rule, learning rate, seed) training of a pack."""
-    rule: Rule
-    lr: float
-    seed: int
 
 
 def auto_pack(task: Task, data: DeviceData) -> int:
@@ -305,10 +298,14 @@ def make_pack(nets: list[ChildNet], layout: str):
 # the packed update
 # ---------------------------------------------------------------------------------------
 class PackedRules:
-    """Each child's rule applied to its slice of the packed weights, as
-    :class:`evo_nos.optim.RuleOptimizer` applies it alone (``_update_each``: averages,
-    bias correction, direction, ``w -= lr * d``), with the noise of random rules drawn
-    from each child's own RNG stream (torch's RNG seeded with the child's seed).
+    """Each child's rule applied to its slice of the packed weights by the one update
+    step (:func:`evo_nos.optim.standalone.rule_direction`, as
+    :class:`evo_nos.optim.RuleOptimizer`'s per-tensor path runs it: averages, bias
+    correction, direction, ``w -= lr * d``), with the noise of random rules drawn from
+    each child's own RNG stream (torch's RNG seeded with the child's seed).  The learning
+    rate of step t is the child's times the task's schedule factor
+    (:func:`evo_nos.optim.schedules.schedule_factor`), the value torch's ``LambdaLR``
+    gives a lone training.
 
     A block of consecutive children that share a rule drawing no noise is updated in one
     set of kernels; the step ``w -= lr·d`` is then one ``add_`` per child (``exact``, as
@@ -316,30 +313,33 @@ class PackedRules:
     """
 
     def __init__(self, model: PackedChild, children: list[Child], *, total_steps: int,
-                 settings: RuleSettings | None = None, exact: bool = True):
+                 settings: RuleSettings | None = None, exact: bool = True,
+                 schedule: str = "constant", warmup: int = 0):
         self.model, self.children, self.total = model, children, total_steps
         self.settings = settings or RuleSettings()
         self.exact = exact
+        self.schedule, self.warmup = schedule, warmup
         self.betas = (self.settings.beta1, self.settings.beta2, self.settings.beta3)
         self.step_count = 0
         self.params = model.params
         self.shapes = model.child_shapes
         device = self.params[0].device
-        self.blocks = []                 # (start, stop, rule, direction, averages)
+        self.blocks = []                 # (start, stop, rule, direction, average fields)
         for i, child in enumerate(children):
-            if self.blocks and self.blocks[-1][2].canonical == child.rule.canonical:
+            rule = child.optimizer
+            if self.blocks and self.blocks[-1][2].canonical == rule.canonical:
                 self.blocks[-1][1] = i + 1
             else:
-                self.blocks.append([i, i + 1, child.rule,
-                                    compile_direction(child.rule, self.settings),
-                                    tuple(n for n in "mvr" if n in child.rule.needs)])
-        needed = sorted({n for b in self.blocks for n in b[4]})
+                self.blocks.append([i, i + 1, rule, compile_direction(rule, self.settings),
+                                    average_fields(rule)])
+        needed = sorted({n for b in self.blocks for n in b[4]["_averages"]})
         self.state = {n: [torch.zeros_like(p) for p in self.params] for n in needed}
-        self.lrs = torch.tensor([c.lr for c in children], device=device)
+        self.base_lrs = [c.lr for c in children]
+        self.lrs = torch.tensor(self.base_lrs, device=device)
         cuda = device.type == "cuda"
         self.rng = {}                    # seed -> the state of that child's noise stream
         for child in children:
-            if "rng" in child.rule.needs and child.seed not in self.rng:
+            if "rng" in child.optimizer.needs and child.seed not in self.rng:
                 with torch.random.fork_rng(devices=[device] if cuda else []):
                     torch.manual_seed(child.seed)
                     self.rng[child.seed] = (torch.cuda.get_rng_state(device) if cuda
@@ -350,47 +350,52 @@ class PackedRules:
         v = tensor.view(self.model.k, *shape)
         return v[start] if stop is None else v[start:stop]
 
-    def _averages(self, names, grads, buffers, step):
-        divisors = [1.0 - self.betas["mvr".index(n)] ** step if self.settings.bias_correction
-                    else None for n in names]
-        return running_averages(grads, names, [buffers[n] for n in names], self.betas,
-                                divisors)
-
     @torch.no_grad()
     def step(self) -> None:
+        if self.schedule == "constant" and not self.warmup:
+            self.step_lrs, self.step_lr_tensor = self.base_lrs, self.lrs
+        else:          # as LambdaLR: base lr times the factor, in Python floats
+            factor = schedule_factor(self.schedule, self.step_count, self.total, self.warmup)
+            self.step_lrs = [lr * factor for lr in self.base_lrs]
+            self.step_lr_tensor = self.lrs * factor
         self.step_count += 1
         step = self.step_count
         grads = self.model.grads
-        for start, stop, rule, direction, names in self.blocks:
+        for start, stop, rule, direction, fields in self.blocks:
             if "rng" in rule.needs:
-                self._random_block(grads, start, stop, direction, names, step)
+                self._random_block(grads, start, stop, direction, fields, step)
                 continue
             for i, shape in enumerate(self.shapes):
                 if self.exact and math.prod(shape) % VECTOR_ALIGN:
                     for k in range(start, stop):
-                        self._update(grads, i, k, None, direction, names, step)
+                        self._update(grads, i, k, None, direction, fields, step)
                 else:
-                    self._update(grads, i, start, stop, direction, names, step)
+                    self._update(grads, i, start, stop, direction, fields, step)
 
-    def _update(self, grads, i, start, stop, direction, names, step):
+    def _update(self, grads, i, start, stop, direction, fields, step):
         """Update parameter i of children ``start`` (alone: ``stop=None``) or
         ``start:stop`` (a block sharing one rule)."""
         p, shape = self.params[i], self.shapes[i]
         w, g = self._view(p, shape, start, stop), self._view(grads[i], shape, start, stop)
-        avgs = self._averages(names, g, {n: self._view(self.state[n][i], shape, start, stop)
-                                         for n in names}, step)
-        d = direction(g, w, avgs.get("m"), avgs.get("v"), avgs.get("r"), step - 1, self.total)
+        names, slots = fields["_averages"], fields["_average_slots"]
+        betas = [self.betas[slot] for slot in slots]
+        d = rule_direction(
+            direction, g, w, [self._view(self.state[n][i], shape, start, stop) for n in names],
+            slots=slots, powers=fields["_average_powers"], betas=betas,
+            divisors=bias_divisors(betas, step, self.settings.bias_correction, p.dtype),
+            t=step - 1, total=self.total)
+        lrs = self.step_lrs
         if stop is None:
-            w.add_(d, alpha=-self.children[start].lr)
+            w.add_(d, alpha=-lrs[start])
         elif self.exact:                  # as RuleOptimizer does: one add with alpha each
             d = d.expand_as(w)
             for k in range(start, stop):
-                w[k - start].add_(d[k - start], alpha=-self.children[k].lr)
+                w[k - start].add_(d[k - start], alpha=-lrs[k])
         else:
-            lr = self.lrs[start:stop].view(-1, *([1] * len(shape)))
+            lr = self.step_lr_tensor[start:stop].view(-1, *([1] * len(shape)))
             w.sub_(d.expand_as(w) * lr)
 
-    def _random_block(self, grads, start, stop, direction, names, step):
+    def _random_block(self, grads, start, stop, direction, fields, step):
         """A rule that draws noise: each child alone, its draws from its own stream (the
         children of one seed replay the same draws, as they do alone)."""
         states = {}
@@ -399,7 +404,7 @@ class PackedRules:
                 seed = self.children[k].seed
                 self._set_rng(self.rng[seed])
                 for i in range(len(self.params)):
-                    self._update(grads, i, k, None, direction, names, step)
+                    self._update(grads, i, k, None, direction, fields, step)
                 states[seed] = self._get_rng()
         self.rng.update(states)
 
@@ -441,7 +446,8 @@ def _batches(data: DeviceData, batch_size: int, seed: int, total_steps: int):
 def train_pack(children: list[Child], data: DeviceData, task: Task, *, epochs: float,
                settings=None, layout: str | None = None,
                exact: bool | None = None) -> tuple[PackResult, "LoopPack | PackedChild"]:
-    """Train every child of ``children`` for ``epochs`` in one packed pass.
+    """Train every child of ``children`` (their optimizers Rules) for ``epochs`` in one
+    packed pass.
 
     Returns each child's result (as :func:`evo_nos.fitness.train.train_run` would give
     it alone) and the trained pack.  ``layout`` ("loop": :class:`LoopPack`, or
@@ -464,7 +470,8 @@ def _train_pack(children, data, task, epochs, settings, layout, exact):
                        width=task.width, head=task.head, device=data.device,
                        channels_last=task.channels_last) for c in children]
     model = make_pack(nets, layout)
-    opt = PackedRules(model, children, total_steps=total, settings=settings, exact=exact)
+    opt = PackedRules(model, children, total_steps=total, settings=settings, exact=exact,
+                      schedule=task.schedule, warmup=task.warmup)
     seeds = list(dict.fromkeys(c.seed for c in children))
     streams = {s: _batches(data, task.batch_size, s, total) for s in seeds}
     k = len(children)
@@ -517,11 +524,11 @@ TRAINING_ERRORS = (RuntimeError, ValueError, ArithmeticError)
 
 
 def train_children(children: list[Child], data: DeviceData, task: Task, *, epochs: float,
-                   size: int, settings=None) -> list[RunResult]:
-    """Train ``children`` in packs of at most ``size``, in order; one RunResult each
+                   size: int, settings=None) -> list[Run]:
+    """Train ``children`` in packs of at most ``size``, in order; one Run each
     (``seconds``: its share of its pack's time).  A pack that raises is retrained one
     child at a time, so only the child that raises fails (``training failed: ...``)."""
-    out: list[RunResult] = []
+    out: list[Run] = []
     for first in range(0, len(children), size):
         pack = children[first:first + size]
         try:
@@ -531,43 +538,39 @@ def train_children(children: list[Child], data: DeviceData, task: Task, *, epoch
                 out += train_children(pack, data, task, epochs=epochs, size=1,
                                       settings=settings)
                 continue
-            out.append(RunResult(lr=pack[0].lr, accuracy=0.0, diverged=True, steps=0,
-                                 seconds=0.0, reason=f"training failed: "
-                                                     f"{type(err).__name__}: {err}"))
+            out.append(Run(pack[0].lr, pack[0].seed, 0.0, True, 0, 0.0,
+                           f"training failed: {type(err).__name__}: {err}"))
             continue
         share = result.seconds / len(pack)
-        out += [RunResult(lr=c.lr, accuracy=acc, diverged=bool(reason), steps=steps,
-                          seconds=share, reason=reason)
+        out += [Run(c.lr, c.seed, acc, bool(reason), steps, share, reason)
                 for c, acc, steps, reason in zip(pack, result.accuracy, result.steps,
                                                  result.reasons)]
     return out
 
 
+def packed_trainer(data: DeviceData, task: Task, settings=None):
+    """The protocol's trainer (:func:`evo_nos.fitness.protocol.score`) that trains its
+    children in packs of :func:`auto_pack` children."""
+    size = auto_pack(task, data)
+
+    def train(children: list[Child], epochs: float, test: bool) -> list[Run]:
+        if test:
+            raise ValueError("the packed trainer scores the validation split only")
+        return train_children(children, data, task, epochs=epochs, size=size,
+                              settings=settings)
+
+    return train
+
+
 def score_rules(jobs: list[tuple], data: DeviceData, task: Task, *, settings=None,
                 hurdle: float | None = None) -> list[Evaluation]:
-    """The protocol of :func:`evo_nos.fitness.train.score_rule` for every ``(rule,
-    seed)`` of ``jobs`` at once: all their sweep trainings in packs of
-    :func:`auto_pack` children, then all their final runs in packs; the same
-    Evaluations as scoring each alone (on the CPU bit for bit)."""
+    """The protocol (:func:`evo_nos.fitness.train.score_rule`'s) for every ``(rule,
+    seed)`` of ``jobs`` at once, packed: all their sweep trainings in packs, then all
+    their final runs; the same Evaluations as scoring each alone (on the CPU bit for
+    bit)."""
     rules = [resolve(rule) for rule, _ in jobs]
-    seeds = [int(seed) for _, seed in jobs]
-    size = auto_pack(task, data)
-    n = len(task.lrs)
+    candidates = [Candidate(rule, rule.canonical, (int(seed),))
+                  for rule, (_, seed) in zip(rules, jobs)]
     with torch_threads(task.threads):
-        sweep = train_children([Child(rule, lr, seed) for rule, seed in zip(rules, seeds)
-                                for lr in task.lrs], data, task,
-                               epochs=task.sweep_epochs, size=size, settings=settings)
-        verdicts = [sweep_verdict(rule, sweep[i * n:(i + 1) * n], hurdle,
-                                  sum(r.seconds for r in sweep[i * n:(i + 1) * n]))
-                    for i, rule in enumerate(rules)]
-        going = [i for i, (early, _) in enumerate(verdicts) if early is None]
-        finals = train_children([Child(rules[i], verdicts[i][1].lr, seeds[i]) for i in going],
-                                data, task, epochs=task.final_epochs, size=size,
-                                settings=settings)
-    out = [early for early, _ in verdicts]
-    for i, final in zip(going, finals):
-        runs = sweep[i * n:(i + 1) * n]
-        out[i] = final_evaluation(rules[i], runs, final,
-                                  sum(r.seconds for r in runs) + final.seconds)
-    return out
-
+        scores = score(candidates, task, packed_trainer(data, task, settings), hurdle=hurdle)
+    return [s.evaluation() for s in scores]

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from evo_nos.fitness.models import MODELS
+from evo_nos.optim.schedules import SCHEDULES
 
 try:  # Python >= 3.11
     import tomllib
@@ -64,6 +65,8 @@ class Task:
     batch_size: int = 100
     eval_batch_size: int = 1000
     check_every: int = 1             # steps between non-finite loss checks (1: every step)
+    schedule: str = "constant"       # the lr schedule of every run: constant | cosine | linear
+    warmup: int = 0                  # steps of linear lr warmup at the start of every run
     # -- screen ---------------------------------------------------------------------------
     probe_steps: int = 32
     probe_dim: int = 64
@@ -95,6 +98,10 @@ class Task:
         if self.pack != "auto" and (isinstance(self.pack, bool) or not isinstance(self.pack, int)
                                     or self.pack < 1):
             raise ValueError(f'pack must be "auto" or a count >= 1, got {self.pack!r}')
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {list(SCHEDULES)}, got {self.schedule!r}")
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
+            raise ValueError(f"warmup must be a number of steps >= 0, got {self.warmup!r}")
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0 (0: leave torch's default), got {self.threads}")
 
@@ -112,6 +119,9 @@ class Task:
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
         if self.pack == defaults["pack"]:
             del out["pack"]
+        for key in SCHEDULE_KEYS:        # at the constant rate: as before they existed
+            if getattr(self, key) == defaults[key]:
+                del out[key]
         if all(getattr(self, k) == defaults[k] for k in TRANSFER_KEYS):
             for k in TRANSFER_KEYS:
                 del out[k]
@@ -124,6 +134,9 @@ class Task:
 TASK_KEYS = tuple(f.name for f in dataclasses.fields(Task))
 # The fields the transfer check added; at their defaults a task is the child protocol.
 TRANSFER_KEYS = ("model", "blocks", "n_test")
+# The schedule's fields; at their defaults (constant lr, no warmup) a task describes itself
+# as before they existed.
+SCHEDULE_KEYS = ("schedule", "warmup")
 
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"

@@ -45,6 +45,7 @@ from evo_nos.core.primitives import BY_NAME, PRIMITIVES, RuleSettings
 from evo_nos.core.rules import Rule
 from evo_nos.optim import standalone
 from evo_nos.optim.kernels import direction_source
+from evo_nos.optim.optimizer import average_fields
 
 __all__ = ["export", "export_source", "export_spec", "default_class_name", "SearchOrigin",
            "DEFAULT_LR", "primitives_frame", "primitives_markdown", "known_rules_frame",
@@ -233,7 +234,7 @@ def _constructor_defaults(rule: Rule, settings: RuleSettings,
 
 
 def _state_keys(rule: Rule) -> list:
-    return ["step"] + [name for name in "mvr" if name in rule.needs]
+    return ["step"] + list(average_fields(rule)["_averages"])
 
 
 def _resolve(rule, settings, class_name, origin=None):
@@ -389,7 +390,6 @@ def export_source(rule: "Rule | str", *, class_name: str | None = None,
     doc = _docstring(rule, settings, class_name, origin)
     if '"""' in doc or doc.endswith("\\"):
         raise ValueError("cannot embed this rule's forms in a docstring")  # never with our table
-    averages = tuple(avg for avg, _, _ in _rule_betas(rule, settings))
     betas = (settings.beta1, settings.beta2, settings.beta3)
     defaults = _constructor_defaults(rule, settings, origin)
     found = "" if origin is None else "\n".join(origin.lines()) + "\n\n"
@@ -410,7 +410,7 @@ def export_source(rule: "Rule | str", *, class_name: str | None = None,
         f"    rule = {rule.canonical!r}",
         f"    settings = {settings.as_dict()!r}",
         f"    _direction = staticmethod({_DIRECTION_NAME})",
-        f"    _averages = {averages!r}",
+        *(f"    {key} = {value!r}" for key, value in average_fields(rule).items()),
         f"    _betas = {betas!r}",
         f"    _bias_correction = {settings.bias_correction!r}",
         f"    _needs_total_steps = {rule.uses_decay!r}",

@@ -4,8 +4,17 @@ from __future__ import annotations
 from evo_nos.optim.standalone import RuleOptimizerBase
 from evo_nos.optim.kernels import compile_direction
 from evo_nos.core.known import resolve
-from evo_nos.core.primitives import RuleSettings
+from evo_nos.core.primitives import AVERAGE_POWERS, AVERAGES, RuleSettings
 from evo_nos.core.rules import Rule
+
+
+def average_fields(rule: Rule) -> dict:
+    """The base class's running-average fields for ``rule`` (``_averages``,
+    ``_average_slots``, ``_average_powers``), from the primitive table: the averages the
+    rule reads, in the table's order."""
+    names = tuple(name for name in AVERAGES if name in rule.needs)
+    return {"_averages": names, "_average_slots": tuple(AVERAGES.index(n) for n in names),
+            "_average_powers": tuple(AVERAGE_POWERS[n] for n in names)}
 
 
 class RuleOptimizer(RuleOptimizerBase):
@@ -43,7 +52,7 @@ class RuleOptimizer(RuleOptimizerBase):
         self.rule = rule
         self.settings = settings
         self._direction = compile_direction(rule, settings)
-        self._averages = tuple(name for name in "mvr" if name in rule.needs)
+        self.__dict__.update(average_fields(rule))
         self._betas = (settings.beta1, settings.beta2, settings.beta3)
         self._bias_correction = settings.bias_correction
         self._needs_total_steps = rule.uses_decay

@@ -1,4 +1,15 @@
-"""The learning-rate schedules Neural Optimizer Search found, as torch LR schedulers.
+"""Learning-rate schedules: the protocol's (constant, cosine, linear, with warmup) and
+the ones Neural Optimizer Search found, as torch LR schedulers.
+
+:func:`schedule_factor` is the factor of the protocol's schedules at step t of T: the
+learning rate every training of a task runs at, whatever the optimizer (a rule or a
+baseline), through :func:`scheduler` (a ``LambdaLR``; ``None`` for a constant rate, so
+a constant-rate run takes exactly the steps it always took)::
+
+    warmup (t < W):  (t + 1) / W
+    constant:        1
+    cosine:          0.5 (1 + cos(π p))      p = (t - W) / (T - W), the progress after warmup
+    linear:          1 - p
 
 TensorFlow's ``linear_cosine_decay`` and ``noisy_linear_cosine_decay`` (the same
 formulas, the same defaults), usable with any ``torch.optim`` optimizer.  Each group's
@@ -24,9 +35,38 @@ import math
 import random
 
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LRScheduler
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
-__all__ = ["LinearCosineDecay", "NoisyLinearCosineDecay", "linear_cosine_factor"]
+__all__ = ["LinearCosineDecay", "NoisyLinearCosineDecay", "linear_cosine_factor",
+           "SCHEDULES", "schedule_factor", "scheduler"]
+
+SCHEDULES = ("constant", "cosine", "linear")     # the protocol's schedules
+
+
+def schedule_factor(schedule: str, t: int, total_steps: int, warmup: int = 0) -> float:
+    """The factor of the learning rate at step t (0: the first step) of ``total_steps``,
+    after ``warmup`` steps of linear warmup (module docstring)."""
+    if t < warmup:
+        return (t + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (t - warmup) / max(1, total_steps - warmup))
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    if schedule == "linear":
+        return 1.0 - progress
+    raise ValueError(f"unknown schedule {schedule!r}; schedules: {list(SCHEDULES)}")
+
+
+def scheduler(optimizer: Optimizer, schedule: str, total_steps: int,
+              warmup: int = 0) -> LambdaLR | None:
+    """The scheduler that runs ``optimizer`` on ``schedule`` (call its ``step()`` after
+    each optimizer step), or None for a constant rate without warmup."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; schedules: {list(SCHEDULES)}")
+    if schedule == "constant" and warmup == 0:
+        return None
+    return LambdaLR(optimizer, lambda t: schedule_factor(schedule, t, total_steps, warmup))
 
 
 def linear_cosine_factor(t: int, total_steps: int, num_periods: float = 0.5,

@@ -12,6 +12,8 @@ import torch
 
 __all__ = ["drop", "decay_values"]   # what generated direction code may call
 
+AVERAGE_SLOTS = 3    # running averages a direction takes (beta1, beta2, beta3: m, v, r)
+
 
 def drop(x, p, rescale):
     """Zero each entry of x with probability p (rescaled by 1/(1-p) when asked)."""
@@ -35,19 +37,52 @@ def decay_values(t, T, cd_periods, rd_periods):
     return linear, cosine, restart
 
 
-def running_averages(g, names, buffers, betas, divisors):
-    """Update the running averages ``names`` (of "m", "v", "r": of g, g², g³) in place,
-    ``buffer = beta·buffer + (1 - beta)·power`` as ``lerp_``, with ``betas`` = (beta1,
-    beta2, beta3); return them by name, each divided by its divisor (1 - beta^t, the
-    bias correction; None: as is).  The one definition of the averages: every update
-    path of :class:`RuleOptimizerBase` and evo_nos's packed trainer run it."""
-    out = {}
-    for name, buffer, divisor in zip(names, buffers, divisors):
-        beta = betas["mvr".index(name)]
-        power = g if name == "m" else g * g if name == "v" else g * g * g
-        buffer.lerp_(power, 1.0 - beta)
-        out[name] = buffer if divisor is None else buffer / divisor
+def running_averages(g, powers, buffers, betas, divisors):
+    """Update running averages in place, ``buffer = beta·buffer + (1 - beta)·g^power`` as
+    ``lerp_`` (g^power as repeated products: g, g·g, g·g·g), one per entry of ``powers``,
+    ``buffers``, ``betas``; return them, each divided by its divisor (1 - beta^t, the bias
+    correction; None: as is).  The one definition of the averages: every update path of
+    :class:`RuleOptimizerBase` and evo_nos's packed trainer run it."""
+    out = []
+    for power, buffer, beta, divisor in zip(powers, buffers, betas, divisors):
+        value = g
+        for _ in range(power - 1):
+            value = value * g
+        buffer.lerp_(value, 1.0 - beta)
+        out.append(buffer if divisor is None else buffer / divisor)
     return out
+
+
+def bias_divisors(betas, step, bias_correction, dtype):
+    """What each running average (of decay ``betas``) is divided by at ``step``:
+    1 - beta^step (None without bias correction).  A tensor step (capturable) gives
+    0-dim tensors, 1 - beta^step computed as -expm1(step log beta), accurate in float32
+    too."""
+    if not bias_correction:
+        return [None] * len(betas)
+    if not torch.is_tensor(step):
+        return [1.0 - beta ** step for beta in betas]
+    step = step.to(torch.float64 if dtype == torch.float64 else torch.float32)
+    return [torch.expm1(step * math.log(beta)).neg() if beta > 0.0
+            else torch.ones_like(step) for beta in betas]
+
+
+def rule_direction(direction, g, w, buffers, *, slots, powers, betas, divisors, t, total,
+                   maximize=False, weight_decay=0.0):
+    """The one update step's direction for one piece of parameters: ``g`` (negated when
+    ``maximize``, plus ``weight_decay·w`` when set), the running averages in ``buffers``
+    updated in place (:func:`running_averages`; ``slots``: each average's argument
+    position among the direction's averages, ``powers``, ``betas``, ``divisors`` one per
+    buffer), then ``direction(g, w, *averages, t, T)`` with None for averages the rule
+    does not read.  The caller applies ``w -= lr · direction``."""
+    if maximize:
+        g = -g
+    if weight_decay != 0:
+        g = g.add(w, alpha=weight_decay)
+    averages = [None] * AVERAGE_SLOTS
+    for slot, value in zip(slots, running_averages(g, powers, buffers, betas, divisors)):
+        averages[slot] = value
+    return direction(g, w, *averages, t, total)
 
 
 def _cutting(device):
@@ -83,10 +118,11 @@ def _batches(members, batch_max):
 class RuleOptimizerBase(torch.optim.Optimizer):
     """``w <- w - lr * direction(g, w, m, v, r, t, T)``, torch.optim style.
 
-    Subclasses set ``_direction`` (the compiled rule), ``_averages`` (which running
-    averages the rule reads, a subset of ("m", "v", "r")), ``_betas`` (the default
-    beta1, beta2, beta3), ``_bias_correction``, ``_needs_total_steps`` and
-    ``_reads_weights``.
+    Subclasses set ``_direction`` (the compiled rule), ``_averages`` (the state names of
+    the running averages the rule reads), ``_average_slots`` (each one's position among
+    the direction's averages and in ``betas``), ``_average_powers`` (the power of g each
+    one averages), ``_betas`` (the default beta1, beta2, beta3), ``_bias_correction``,
+    ``_needs_total_steps`` and ``_reads_weights``.
 
     Per step, for each parameter: g = grad (negated when ``maximize``, plus
     ``weight_decay * w`` when set, as torch's SGD/Adam do); the averages are updated
@@ -108,6 +144,8 @@ class RuleOptimizerBase(torch.optim.Optimizer):
 
     _direction = None
     _averages = ()
+    _average_slots = ()
+    _average_powers = ()
     _betas = (0.9, 0.999, 0.999)
     _bias_correction = True
     _needs_total_steps = False
@@ -140,7 +178,7 @@ class RuleOptimizerBase(torch.optim.Optimizer):
         full = list(self._betas)
         if betas is None:
             return tuple(full)
-        names = [f"beta{'mvr'.index(name) + 1}" for name in self._averages]
+        names = [f"beta{slot + 1}" for slot in self._average_slots]
         try:
             values = tuple(float(beta) for beta in betas)
         except (TypeError, ValueError):
@@ -151,8 +189,8 @@ class RuleOptimizerBase(torch.optim.Optimizer):
             raise ValueError(f"Invalid betas: {betas!r} (must be {form}, each in [0, 1): the "
                              f"decays of this rule's running averages "
                              f"{', '.join(self._averages)})")
-        for name, beta in zip(self._averages, values):
-            full["mvr".index(name)] = beta
+        for slot, beta in zip(self._average_slots, values):
+            full[slot] = beta
         return tuple(full)
 
     def __setstate__(self, state):
@@ -216,30 +254,21 @@ class RuleOptimizerBase(torch.optim.Optimizer):
             state["step"] = int(state["step"].item())
 
     def _divisors(self, group, step, dtype):
-        """What each running average is divided by at ``step``: 1 - beta^step (None
-        without bias correction).  A tensor step (capturable) gives 0-dim tensors,
-        1 - beta^step computed as -expm1(step log beta), accurate in float32 too."""
-        if not self._bias_correction:
-            return [None] * len(self._averages)
-        betas = [group["betas"]["mvr".index(name)] for name in self._averages]
-        if not torch.is_tensor(step):
-            return [1.0 - beta ** step for beta in betas]
-        step = step.to(torch.float64 if dtype == torch.float64 else torch.float32)
-        return [torch.expm1(step * math.log(beta)).neg() if beta > 0.0
-                else torch.ones_like(step) for beta in betas]
+        """What each running average is divided by at ``step`` (:func:`bias_divisors`)."""
+        return bias_divisors([group["betas"][slot] for slot in self._average_slots], step,
+                             self._bias_correction, dtype)
 
     def _direction_at(self, group, g, w, buffers, divisors, t):
         """The direction of one piece of the parameters (a whole tensor, a slice of one,
         or several concatenated): ``g``, ``w`` its gradient and weights; ``buffers`` its
         running averages (in ``_averages`` order), updated here in place; ``divisors``
         from :meth:`_divisors`; ``t`` the steps completed before this one."""
-        if group["maximize"]:
-            g = -g
-        if group["weight_decay"] != 0:
-            g = g.add(w, alpha=group["weight_decay"])
-        averages = running_averages(g, self._averages, buffers, group["betas"], divisors)
-        return self._direction(g, w, averages.get("m"), averages.get("v"), averages.get("r"),
-                               t, group["total_steps"])
+        return rule_direction(
+            self._direction, g, w, buffers, slots=self._average_slots,
+            powers=self._average_powers,
+            betas=[group["betas"][slot] for slot in self._average_slots], divisors=divisors,
+            t=t, total=group["total_steps"], maximize=group["maximize"],
+            weight_decay=group["weight_decay"])
 
     def _update_each(self, group, params, grads):
         """Per-tensor path: each parameter in turn, whole."""
