@@ -200,12 +200,15 @@ def test_generated_source_is_plain_torch():
 
 # ---- the table itself ---------------------------------------------------------------
 
-def test_table_has_the_papers_counts_and_unique_names():
-    assert len(UNARIES) == 12 and len(BINARIES) == 6
+def test_table_holds_the_papers_primitives_under_unique_names():
+    # the paper's set is present by name; the table may hold more (no counts asserted)
     assert len(BY_NAME) == len(PRIMITIVES)
     assert {p.name for p in OPERANDS} >= {"g", "g2", "g3", "m", "v", "r", "sign_g", "sign_m",
                                            "1", "2", "eps", "w4", "w3", "w2", "w1", "adam",
                                            "rmsprop", "ld", "cd", "rd", "eps_t"}
+    assert {p.name for p in UNARIES} >= {"id", "neg", "exp", "log", "sqrt", "clip5", "clip4",
+                                          "clip3", "drop1", "drop3", "drop5", "sign"}
+    assert {p.name for p in BINARIES} >= {"add", "sub", "mul", "div", "pow", "keep"}
 
 
 @pytest.mark.parametrize("prim", PRIMITIVES, ids=lambda p: p.name)

@@ -6,14 +6,16 @@ Many spellings mean one rule: ``add(g, sub(m, m))``, ``mul(g, 1)``, ``keep(g, m)
 * :func:`to_sympy` -- a rule as a sympy expression, built from each primitive's
   ``sympy`` template in the primitive table (:mod:`evo_nos.core.primitives`, the one
   source of truth).  The state is symbols (``g``, ``m̂``, ``v̂``, ``γ̂``, ``w``, the decays
-  ``ld``, ``cd``, ``rd``, the settings ``δ`` and ``ε_adam``); randomness is never algebra:
-  every occurrence of ``eps``, ``eps_t`` and ``drop`` is its own draw, numbered in the order
-  the compiled rule draws it, so ``sub(eps, eps)`` stays ``ε₁ − ε₂``.
+  ``ld``, ``cd``, ``rd``, the settings ``δ`` and ``ε_adam``: the table's operands whose
+  form is a bare name, and its quantities); randomness is never algebra: every
+  occurrence of a random primitive (``eps``, ``eps_t``, ``drop``) is its own draw,
+  numbered in the order the compiled rule draws it, so ``sub(eps, eps)`` stays ``ε₁ − ε₂``.
 * :func:`simplify` -- an equal rule in the primitive set, from the exact rewrites of
   :data:`REWRITES` (``x − x``, ``·1``, ``+0``, ``sign∘sign``, ``−−x``, ``keep``'s dead
-  argument, ``exp(log|x|)`` for x ≥ 0, ...).  A rewrite is exact in floating point too,
-  where it applies: it drops a cancelling term only when that term cannot be infinite
-  or NaN for finite state (no ``exp``, ``log``, ``div``, ``pow`` in it), it never
+  argument, ``exp(log|x|)`` for x ≥ 0, an operand's ``spells``, ...).  A rewrite is exact
+  in floating point too, where it applies: it drops a cancelling term only when that
+  term cannot be infinite or NaN for finite state (only primitives the table marks
+  ``finite`` in it: no ``exp``, ``log``, ``div``, ``pow``), it never
   merges or splits random draws, and under a ``drop`` it keeps the shape of the value
   (a drop of a 0-dim constant draws one mask entry, not one per entry).  Every rewrite
   is checked by sympy (:func:`check_rewrite`).  :func:`simplified_complexity` is the
@@ -36,7 +38,8 @@ import sympy
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 
-from evo_nos.core.primitives import BINARY, BY_NAME, OPERAND, UNARIES
+from evo_nos.core.primitives import (BINARY, BY_NAME, IDENTITY, OPERAND, QUANTITIES, UNARY,
+                                     on_change)
 from evo_nos.core.rules import Rule
 
 __all__ = ["Clip", "Sign", "Drop", "Noise", "AnnealedNoise", "SYMBOLS", "template",
@@ -127,37 +130,39 @@ RANDOM_FUNCTIONS = (Drop, Noise, AnnealedNoise)
 
 
 # -- the symbols ---------------------------------------------------------------------------------
-def _operand_symbol(name: str, **assumptions) -> sympy.Symbol:
-    """The symbol of a state operand, named by its readable form (``m`` is ``m̂``)."""
-    return sympy.Symbol(BY_NAME[name].math, **assumptions)
-
-
-# template name -> symbol; the decays are in [0, 1], v is a mean of squares
-SYMBOLS: dict[str, sympy.Symbol] = {
-    "g": _operand_symbol("g", real=True),
-    "m": _operand_symbol("m", real=True),
-    "v": _operand_symbol("v", nonnegative=True),
-    "r": _operand_symbol("r", real=True),
-    "w": sympy.Symbol("w", real=True),
-    "ld": _operand_symbol("ld", nonnegative=True),
-    "cd": _operand_symbol("cd", nonnegative=True),
-    "rd": _operand_symbol("rd", nonnegative=True),
-    "delta": sympy.Symbol("δ", positive=True),
-    "eps_adam": sympy.Symbol("ε_adam", positive=True),
-}
-_LATEX_NAMES = {
-    **{SYMBOLS[n].name: BY_NAME[n].latex.format() for n in ("g", "m", "v", "r", "ld", "cd",
-                                                            "rd")},
-    "w": "w", "δ": r"\delta", "ε_adam": r"\epsilon_{\mathrm{adam}}",
-}
+# template name -> symbol: the operands whose sympy form is a bare name (named by their
+# readable form: ``m`` is ``m̂``; nonnegative where the table says so) and the quantities.
+# Rebuilt, in place, whenever the table changes (see _rebuild).
+SYMBOLS: dict[str, sympy.Symbol] = {}
+_LATEX_NAMES: dict[str, str] = {}        # symbol name -> its LaTeX
+_BOUNDS: dict = {}                       # symbol -> a bound of its |value| (from the table)
 _ARGS = (sympy.Dummy("x0", real=True), sympy.Dummy("x1", real=True))   # {0}, {1}
 _K = sympy.Dummy("k", integer=True, positive=True)                     # the draw's number
 _ARG_NAMES = ("_x0", "_x1")
-_NAMESPACE = {
-    **SYMBOLS, "exp": sympy.exp, "log": sympy.log, "sqrt": sympy.sqrt, "Abs": sympy.Abs,
-    "sign": Sign, "clip": Clip, "drop": Drop, "eps": Noise, "eps_t": AnnealedNoise,
-    "k": _K, **dict(zip(_ARG_NAMES, _ARGS)),
-}
+_FUNCTIONS = {"exp": sympy.exp, "log": sympy.log, "sqrt": sympy.sqrt, "Abs": sympy.Abs,
+              "sign": Sign, "clip": Clip, "drop": Drop, "noise": Noise,
+              "noise_t": AnnealedNoise}
+_NAMESPACE: dict = {}
+
+
+def _symbols() -> None:
+    """Fill SYMBOLS, _LATEX_NAMES, _BOUNDS and _NAMESPACE from the table."""
+    for table in (SYMBOLS, _LATEX_NAMES, _BOUNDS, _NAMESPACE):
+        table.clear()
+    for prim in BY_NAME.values():
+        if prim.kind == OPERAND and prim.sympy.isidentifier():
+            sign = "nonnegative" if prim.nonnegative_if == () else "real"
+            symbol = sympy.Symbol(prim.math.format(), **{sign: True})
+            SYMBOLS[prim.sympy] = symbol
+            _LATEX_NAMES[symbol.name] = prim.latex.format()
+            _BOUNDS[symbol] = prim.bound
+    for quantity in QUANTITIES:
+        SYMBOLS[quantity.name] = sympy.Symbol(quantity.math, **{quantity.sign: True})
+        _LATEX_NAMES[quantity.math] = quantity.latex
+    _NAMESPACE.update({**SYMBOLS, **_FUNCTIONS, "k": _K, **dict(zip(_ARG_NAMES, _ARGS))})
+
+
+_symbols()
 
 
 @functools.cache
@@ -189,8 +194,10 @@ def template(name: str) -> sympy.Expr:
     return expr
 
 
-_CLIPS = tuple(p.name for p in UNARIES if isinstance(template(p.name), Clip))
-_DROPS = tuple(p.name for p in UNARIES if isinstance(template(p.name), Drop))
+def _unaries(function) -> tuple[str, ...]:
+    """The unary primitives whose sympy form is ``function`` of their argument."""
+    return tuple(p.name for p in BY_NAME.values()
+                 if p.kind == UNARY and isinstance(template(p.name), function))
 
 
 # -- rules as sympy expressions -----------------------------------------------------------------
@@ -239,76 +246,70 @@ def draws(rule: Rule) -> tuple[str, ...]:
 
 
 # -- what is known of a subtree -----------------------------------------------------------------
-# functions whose value is finite where their arguments are (operands are finite); exp, log,
-# div and pow can be infinite or NaN.  Products are taken as finite: a rule whose g·g
-# overflows has diverged anyway.
-_FINITE_FUNCTIONS = frozenset({"neg", "sqrt", "sign", "add", "sub", "mul", "keep", *_CLIPS,
-                               *_DROPS})
-_UNIT_OPERANDS = frozenset({"ld", "cd", "rd"})        # the decays are in [0, 1]
-_SCALAR_OPERANDS = frozenset({"1", "2", "ld", "cd", "rd"})   # bound as 0-dim tensors
-
-
+# From the table's fields (finite, nonnegative_if, sign_valued_if, bound) and the sympy
+# forms.  Products are taken as finite: a rule whose g·g overflows has diverged anyway.
 def deterministic(rule: Rule) -> bool:
     """No random draw in it."""
     return RANDOM not in rule.needs
 
 
 def finite(rule: Rule) -> bool:
-    """Finite whenever the state is: built of operands and finite-preserving functions."""
-    return all(n.kind == OPERAND or n.op in _FINITE_FUNCTIONS for n in rule.nodes())
+    """Finite whenever the state is: built of primitives the table marks ``finite``."""
+    return all(n.primitive.finite for n in rule.nodes())
+
+
+def _where(positions, test, args) -> bool:
+    """The table's ``*_if`` field: the test holds of the arguments at ``positions``."""
+    return positions is not None and all(test(args[i]) for i in positions)
+
+
+def _square(rule: Rule) -> bool:
+    """x∘x of one deterministic x where the primitive's form of x∘x is x² (``mul``)."""
+    return (rule.kind == BINARY and rule.args[0] == rule.args[1]
+            and deterministic(rule.args[0])
+            and template(rule.op).xreplace({_ARGS[1]: _ARGS[0]}) == _ARGS[0] ** 2)
 
 
 def nonnegative(rule: Rule) -> bool:
     """Known to be ≥ 0 (or NaN) everywhere."""
-    op, args = rule.op, rule.args
-    if rule.kind == OPERAND:
-        return bool(template(op).is_nonnegative)
-    if op in ("exp", "sqrt"):
-        return True
-    if op in ("sign", "keep") or op in _CLIPS or op in _DROPS:
-        return nonnegative(args[0])
-    if op in ("add", "mul", "div"):
-        return (all(nonnegative(a) for a in args)
-                or (op == "mul" and args[0] == args[1] and deterministic(args[0])))
-    return False
+    prim = rule.primitive
+    return bool(template(rule.op).is_nonnegative
+                or _where(prim.nonnegative_if, nonnegative, rule.args) or _square(rule))
 
 
 def sign_valued(rule: Rule) -> bool:
     """Known to take only the values −1, 0, 1 (or NaN)."""
-    op, args = rule.op, rule.args
-    if rule.kind == OPERAND:
-        expr = template(op)
-        return isinstance(expr, sympy.sign) or expr in (-1, 0, 1)
-    if op == "sign" or rule == ZERO:
-        return True
-    if op in ("neg", "keep"):
-        return sign_valued(args[0])
-    if op == "mul":
-        return all(sign_valued(a) for a in args)
-    return False
+    expr = template(rule.op)
+    return (isinstance(expr, sympy.sign) or expr in (-1, 0, 1) or rule == ZERO
+            or _where(rule.primitive.sign_valued_if, sign_valued, rule.args))
+
+
+def _bound(expr: sympy.Expr, bounds: dict) -> float:
+    """A bound of ``|expr|`` from bounds of its symbols (``inf``: none known)."""
+    if expr.is_Number:
+        return abs(float(expr))
+    if expr.is_Symbol:
+        return bounds.get(expr, math.inf)
+    if isinstance(expr, sympy.sign):
+        return 1.0
+    if isinstance(expr, Clip):
+        return float(expr.args[1])
+    if isinstance(expr, sympy.Abs):
+        return _bound(expr.args[0], bounds)
+    if expr.is_Pow and expr.exp == sympy.S.Half:
+        return math.sqrt(_bound(expr.base, bounds))
+    if expr.is_Add or expr.is_Mul:
+        parts = [_bound(a, bounds) for a in expr.args]
+        if math.inf in parts:
+            return math.inf
+        return sum(parts) if expr.is_Add else math.prod(parts)
+    return math.inf
 
 
 def magnitude(rule: Rule) -> float:
     """An upper bound of ``|rule|`` for finite state (``inf``: none known)."""
-    op, args = rule.op, rule.args
-    if rule.kind == OPERAND:
-        expr = template(op)
-        if expr.is_Number:
-            return abs(float(expr))
-        return 1.0 if isinstance(expr, sympy.sign) or op in _UNIT_OPERANDS else math.inf
-    if op == "sign":
-        return 1.0
-    if isinstance(template(op), Clip):
-        return float(template(op).args[1])
-    if op in ("neg", "keep"):
-        return magnitude(args[0])
-    if op == "sqrt":
-        return math.sqrt(magnitude(args[0]))
-    if op in ("add", "sub"):
-        return magnitude(args[0]) + magnitude(args[1])
-    if op == "mul":
-        return magnitude(args[0]) * magnitude(args[1])
-    return math.inf
+    bounds = {**_BOUNDS, **{_ARGS[i]: magnitude(rule.args[i]) for i in _computed(rule.op)}}
+    return _bound(template(rule.op), bounds)
 
 
 def _ordered(x: Rule, y: Rule) -> bool:
@@ -379,7 +380,7 @@ def _parse_pattern(text: str) -> _Pattern:
         if node.is_variable:
             if args:
                 raise ValueError(f"pattern {text!r}: variable {name!r} takes no arguments")
-        elif name not in BY_NAME or name == "id":
+        elif name not in BY_NAME or name == IDENTITY:
             raise ValueError(f"pattern {text!r}: unknown primitive {name!r}")
         elif len(args) != BY_NAME[name].arity:
             raise ValueError(f"pattern {text!r}: {name!r} takes {BY_NAME[name].arity} "
@@ -460,58 +461,72 @@ class Rewrite:
         return _instantiate(self.rhs, bound)
 
 
-ZERO = Rule.parse("sub(1, 1)")        # the spelling of 0 (no state, exact)
-_Z = ZERO.canonical
+def _constant(value: int) -> str:
+    """The operand that is the constant ``value`` (its sympy form is that number)."""
+    for prim in BY_NAME.values():
+        if prim.kind == OPERAND and template(prim.name) == value:
+            return prim.name
+    raise ValueError(f"the primitive table has no operand for the constant {value}")
 
 
 def _narrower(a: str, b: str) -> str:
     return a if template(a).args[1] <= template(b).args[1] else b
 
 
-REWRITES: tuple[Rewrite, ...] = (
-    Rewrite("keep(X, Y)", "X", why="keep(x, y) is x; y is never computed"),
-    Rewrite("neg(neg(X))", "X", why="−(−x) = x"),
-    Rewrite("mul(X, 1)", "X", why="x·1 = x"),
-    Rewrite("mul(1, X)", "X", why="1·x = x"),
-    Rewrite("pow(X, 1)", "X", why="x^1 = x"),
-    Rewrite("pow(1, X)", "1", why="1^y = 1 (also for y NaN, as IEEE pow)"),
-    Rewrite("sub(X, X)", _Z, ("deterministic X", "finite X"),
-            "x − x = 0 for one finite x (two draws are no x − x)"),
-    Rewrite(f"add(X, {_Z})", "X", why="x + 0 = x"),
-    Rewrite(f"add({_Z}, X)", "X", why="0 + x = x"),
-    Rewrite(f"sub(X, {_Z})", "X", why="x − 0 = x"),
-    Rewrite(f"sub({_Z}, X)", "neg(X)", why="0 − x = −x"),
-    Rewrite(f"mul(X, {_Z})", _Z, ("finite X",), "x·0 = 0 for finite x"),
-    Rewrite(f"mul({_Z}, X)", _Z, ("finite X",), "0·x = 0 for finite x"),
-    Rewrite(f"div({_Z}, X)", _Z, ("finite X", "nonneg X"), "0/(y + δ) = 0 for y ≥ 0"),
-    Rewrite(f"pow(X, {_Z})", "1", why="x^0 = 1 (also for x NaN, as IEEE pow)"),
-    Rewrite(f"exp({_Z})", "1", why="e^0 = 1"),
-    Rewrite(f"neg({_Z})", _Z, why="−0 = 0"),
-    Rewrite(f"sqrt({_Z})", _Z, why="√|0| = 0"),
-    *(Rewrite(f"{c}({_Z})", _Z, why="clip(0) = 0") for c in _CLIPS),
-    *(Rewrite(f"{d}({_Z})", _Z, why="drop(0) = 0") for d in _DROPS),
-    Rewrite("add(X, neg(Y))", "sub(X, Y)", why="x + (−y) = x − y"),
-    Rewrite("sub(X, neg(Y))", "add(X, Y)", why="x − (−y) = x + y"),
-    Rewrite("add(neg(X), Y)", "sub(Y, X)", ("ordered X Y",), "−x + y = y − x"),
-    Rewrite("neg(sub(X, Y))", "sub(Y, X)", ("ordered X Y",), "−(x − y) = y − x"),
-    Rewrite("mul(neg(X), neg(Y))", "mul(X, Y)", why="(−x)·(−y) = x·y"),
-    Rewrite("mul(X, neg(1))", "neg(X)", why="x·(−1) = −x"),
-    Rewrite("mul(neg(1), X)", "neg(X)", why="(−1)·x = −x"),
-    Rewrite("add(X, X)", "mul(2, X)", ("deterministic X",), "x + x = 2x for one x"),
-    Rewrite("sign(X)", "X", ("signed X",), "sign(x) = x for x in {−1, 0, 1}"),
-    Rewrite("sign(2)", "1", why="sign(2) = 1"),
-    Rewrite("sign(g)", "sign_g", why="the operand sign(g)"),
-    Rewrite("sign(m)", "sign_m", why="the operand sign(m̂)"),
-    *(Rewrite(f"sign({c}(X))", "sign(X)", why="clipping keeps the sign") for c in _CLIPS),
-    *(Rewrite(f"{a}({b}(X))", f"{_narrower(a, b)}(X)", why="the narrower clip wins")
-      for a in _CLIPS for b in _CLIPS),
-    Rewrite("mul(g, g)", "g2", why="the operand g² (the same product)"),
-    Rewrite("mul(g, g2)", "g3", why="the operand g³ (the same product)"),
-    Rewrite("mul(g2, g)", "g3", why="the operand g³ (the same product)"),
-    Rewrite("sqrt(1)", "1", why="√|1| = 1"),
-    Rewrite("exp(log(X))", "X", ("nonneg X",), "exp(log|x|) = x for x ≥ 0"),
-    Rewrite("log(exp(X))", "X", ("bounded X",), "log|e^x| = x where e^x is representable"),
-)
+def _rewrites() -> tuple[Rewrite, ...]:
+    """The rewrites of the table: structural ones over its functions, spelled with its
+    constants 1 and 2, and each operand's ``spells``."""
+    one, two, clips, drops = _constant(1), _constant(2), _unaries(Clip), _unaries(Drop)
+    z = f"sub({one}, {one})"          # the spelling of 0 (ZERO)
+    spells = tuple(Rewrite(spelling, prim.name, why=f"the operand {prim.math.format()} "
+                           "(computed the same way)")
+                   for prim in BY_NAME.values() for spelling in prim.spells)
+    return (
+        Rewrite("keep(X, Y)", "X", why="keep(x, y) is x; y is never computed"),
+        Rewrite("neg(neg(X))", "X", why="−(−x) = x"),
+        Rewrite(f"mul(X, {one})", "X", why="x·1 = x"),
+        Rewrite(f"mul({one}, X)", "X", why="1·x = x"),
+        Rewrite(f"pow(X, {one})", "X", why="x^1 = x"),
+        Rewrite(f"pow({one}, X)", one, why="1^y = 1 (also for y NaN, as IEEE pow)"),
+        Rewrite("sub(X, X)", z, ("deterministic X", "finite X"),
+                "x − x = 0 for one finite x (two draws are no x − x)"),
+        Rewrite(f"add(X, {z})", "X", why="x + 0 = x"),
+        Rewrite(f"add({z}, X)", "X", why="0 + x = x"),
+        Rewrite(f"sub(X, {z})", "X", why="x − 0 = x"),
+        Rewrite(f"sub({z}, X)", "neg(X)", why="0 − x = −x"),
+        Rewrite(f"mul(X, {z})", z, ("finite X",), "x·0 = 0 for finite x"),
+        Rewrite(f"mul({z}, X)", z, ("finite X",), "0·x = 0 for finite x"),
+        Rewrite(f"div({z}, X)", z, ("finite X", "nonneg X"), "0/(y + δ) = 0 for y ≥ 0"),
+        Rewrite(f"pow(X, {z})", one, why="x^0 = 1 (also for x NaN, as IEEE pow)"),
+        Rewrite(f"exp({z})", one, why="e^0 = 1"),
+        Rewrite(f"neg({z})", z, why="−0 = 0"),
+        Rewrite(f"sqrt({z})", z, why="√|0| = 0"),
+        *(Rewrite(f"{c}({z})", z, why="clip(0) = 0") for c in clips),
+        *(Rewrite(f"{d}({z})", z, why="drop(0) = 0") for d in drops),
+        Rewrite("add(X, neg(Y))", "sub(X, Y)", why="x + (−y) = x − y"),
+        Rewrite("sub(X, neg(Y))", "add(X, Y)", why="x − (−y) = x + y"),
+        Rewrite("add(neg(X), Y)", "sub(Y, X)", ("ordered X Y",), "−x + y = y − x"),
+        Rewrite("neg(sub(X, Y))", "sub(Y, X)", ("ordered X Y",), "−(x − y) = y − x"),
+        Rewrite("mul(neg(X), neg(Y))", "mul(X, Y)", why="(−x)·(−y) = x·y"),
+        Rewrite(f"mul(X, neg({one}))", "neg(X)", why="x·(−1) = −x"),
+        Rewrite(f"mul(neg({one}), X)", "neg(X)", why="(−1)·x = −x"),
+        Rewrite("add(X, X)", f"mul({two}, X)", ("deterministic X",), "x + x = 2x for one x"),
+        Rewrite("sign(X)", "X", ("signed X",), "sign(x) = x for x in {−1, 0, 1}"),
+        Rewrite(f"sign({two})", one, why="sign(2) = 1"),
+        # an operand's spellings (no other rewrite has the root of one: where they stand
+        # among the others changes nothing)
+        *spells,
+        *(Rewrite(f"sign({c}(X))", "sign(X)", why="clipping keeps the sign") for c in clips),
+        *(Rewrite(f"{a}({b}(X))", f"{_narrower(a, b)}(X)", why="the narrower clip wins")
+          for a in clips for b in clips),
+        Rewrite(f"sqrt({one})", one, why="√|1| = 1"),
+        Rewrite("exp(log(X))", "X", ("nonneg X",), "exp(log|x|) = x for x ≥ 0"),
+        Rewrite("log(exp(X))", "X", ("bounded X",), "log|e^x| = x where e^x is representable"),
+    )
+
+
+ZERO: Rule = Rule.parse(f"sub({_constant(1)}, {_constant(1)})")   # 0 (no state, exact)
+REWRITES: tuple[Rewrite, ...] = _rewrites()
 
 
 def full(rule: Rule) -> bool:
@@ -519,7 +534,7 @@ def full(rule: Rule) -> bool:
     the constants and the decays are 0-dim tensors (see :mod:`evo_nos.optim.kernels`),
     and so is everything computed from them alone."""
     if rule.kind == OPERAND:
-        return rule.op not in _SCALAR_OPERANDS
+        return not rule.primitive.scalar
     return any(full(rule.args[i]) for i in _computed(rule.op))
 
 
@@ -541,9 +556,9 @@ def simplify(rule: Rule) -> Rule:
 
 @functools.lru_cache(maxsize=1 << 16)
 def _simplify(rule: Rule, keep_shape: bool) -> Rule:
-    inner = keep_shape or rule.op in _DROPS
+    inner = keep_shape or isinstance(template(rule.op), Drop)
     args = None
-    if keep_shape and rule.kind == BINARY and rule.op != "keep":
+    if keep_shape and rule.kind == BINARY and len(_computed(rule.op)) == 2:
         # an elementwise x ∘ y has the shape of either: its arguments may lose theirs
         # as long as the result keeps its own (add(g, sub(m, m)) is g under a drop too)
         relaxed = tuple(_simplify(a, False) for a in rule.args)
@@ -789,3 +804,15 @@ def readable_latex(rule: Rule) -> str:
 
 
 CONDITIONS = {name: meaning for name, (_, meaning) in _CONDITIONS.items()}
+
+
+@on_change
+def _rebuild() -> None:
+    """After a change of the primitive table: its symbols, constants and rewrites anew,
+    and no cached result of the old table."""
+    global ZERO, REWRITES
+    for cached in (template, _simplify, readable, readable_latex):
+        cached.cache_clear()
+    _symbols()
+    ZERO = Rule.parse(f"sub({_constant(1)}, {_constant(1)})")
+    REWRITES = _rewrites()

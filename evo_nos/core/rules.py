@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from evo_nos.core.known_names import KNOWN_STRINGS
-from evo_nos.core.primitives import BINARY, BY_NAME, OPERAND, UNARY, Primitive
+from evo_nos.core.primitives import ATOM, BINARY, BY_NAME, IDENTITY, OPERAND, UNARY, Primitive
 
 
 # The deepest rule the parser accepts (Rule.depth: an operand is 1 deep, neg(g) 2).  Rules
@@ -55,17 +55,18 @@ class Rule:
         prim = BY_NAME.get(self.op)
         if prim is None:
             raise ValueError(f"unknown primitive {self.op!r}; see evo_nos.core.primitives")
-        if prim.name == "id":
-            raise ValueError("id is not stored in a Rule: use Rule.make('id', x), which returns x")
+        if prim.name == IDENTITY:
+            raise ValueError(f"{IDENTITY} is not stored in a Rule: use "
+                             f"Rule.make({IDENTITY!r}, x), which returns x")
         if len(self.args) != prim.arity:
             raise ValueError(f"{self.op!r} takes {prim.arity} argument(s), got {len(self.args)}")
 
     @staticmethod
     def make(op: str, *args: "Rule") -> "Rule":
         """Build a node; ``make('id', x)`` is ``x``."""
-        if op == "id":
+        if op == IDENTITY:
             if len(args) != 1:
-                raise ValueError(f"'id' takes 1 argument(s), got {len(args)}")
+                raise ValueError(f"{IDENTITY!r} takes 1 argument(s), got {len(args)}")
             return args[0]
         return Rule(op, tuple(args))
 
@@ -157,7 +158,7 @@ class Rule:
             return template.format()
         children = [a._render(form) for a in self.args]
         if prim.kind == UNARY:
-            if prim.name == "neg" and self.args[0].primitive.prec < 9:
+            if prim.name == "neg" and self.args[0].primitive.prec < ATOM:
                 open_, close = ("\\left(", "\\right)") if form == "latex" else ("(", ")")
                 children[0] = f"{open_}{children[0]}{close}"
             return template.format(*children)
@@ -170,7 +171,7 @@ class Rule:
 
 
 def _needs_parens(parent: Primitive, child: Primitive, position: int, form: str) -> bool:
-    if child.kind != BINARY or child.prec >= 9:
+    if child.kind != BINARY or child.prec >= ATOM:
         return False
     if parent.name == "div" and (position == 1 or form == "latex"):
         return False  # shown as x/(y + δ), and \\frac groups both sides

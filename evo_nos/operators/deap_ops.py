@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 
 from deap import gp
 
-from evo_nos.core.primitives import BINARY, OPERAND, PRIMITIVES, UNARY
+from evo_nos.core.primitives import BINARY, IDENTITY, OPERAND, PRIMITIVES, UNARY
 from evo_nos.operators.space import SearchSpace
 from evo_nos.core.rules import Rule
 
@@ -85,7 +85,7 @@ def primitive_set(space: SearchSpace = SearchSpace()) -> gp.PrimitiveSetTyped:
     """
     pset = gp.PrimitiveSetTyped("evo_nos_rule", [], Slot)
     for prim in PRIMITIVES:
-        if prim.kind == UNARY and (prim.name in space.unaries or prim.name == "id"):
+        if prim.kind == UNARY and (prim.name in space.unaries or prim.name == IDENTITY):
             pset.addPrimitive(_never_compiled(prim.name), [Bare], Slot, name=prim.name)
         elif prim.kind == BINARY and prim.name in space.binaries:
             pset.addPrimitive(_never_compiled(prim.name), [Slot, Slot], Bare, name=prim.name)
@@ -135,7 +135,7 @@ def _slot_nodes(rule: Rule, pset) -> list:
             raise ValueError(f"{rule} is outside the grammar: a unary function takes an "
                              "operand or a binary result, not another unary")
         return [_lookup(pset, rule.op, rule)] + _bare_nodes(inner, pset)
-    return [pset.mapping["id"]] + _bare_nodes(rule, pset)
+    return [pset.mapping[IDENTITY]] + _bare_nodes(rule, pset)
 
 
 def _bare_nodes(rule: Rule, pset) -> list:
@@ -257,7 +257,7 @@ def insert_mutation(tree, rng: random.Random, space: SearchSpace):
     bares = [i for i, node in enumerate(tree) if node.ret is Bare]
     i = rng.choice(bares)
     slice_ = tree.searchSubtree(i)
-    kept = [pset.mapping["id"]] + tree[slice_]
+    kept = [pset.mapping[IDENTITY]] + tree[slice_]
     fresh = [rng.choice(pset.primitives[Slot]), rng.choice(pset.terminals[Bare])]
     args = kept + fresh if rng.random() < 0.5 else fresh + kept
     child = gp.PrimitiveTree(tree)

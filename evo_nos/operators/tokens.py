@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 import torch
 
-from evo_nos.core.primitives import BINARY, OPERAND, PRIMITIVES, UNARY
+from evo_nos.core.primitives import BINARY, IDENTITY, OPERAND, PRIMITIVES, UNARY
 from evo_nos.operators.space import SearchSpace
 from evo_nos.core.rules import Rule
 
@@ -191,7 +191,7 @@ class TokenGrammar:
             out.append(node.op)
             self._encode_bare(node.args[0], out)
         else:
-            out.append("id")
+            out.append(IDENTITY)
             self._encode_bare(node, out)
 
     def _encode_bare(self, node: Rule, out: list[str]) -> None:

@@ -41,7 +41,7 @@ import pandas as pd
 from evo_nos.core import tables
 from evo_nos.core.files import write_atomic
 from evo_nos.core.known import KNOWN, name_of, resolve
-from evo_nos.core.primitives import BY_NAME, PRIMITIVES, RuleSettings
+from evo_nos.core.primitives import AVERAGES, BINARY, BY_NAME, PRODUCT, RuleSettings
 from evo_nos.core.rules import Rule
 from evo_nos.optim import standalone
 from evo_nos.optim.kernels import direction_source
@@ -58,9 +58,9 @@ _DIRECTION_NAME = "_rule_direction"
 _BASE_PARAMETERS = inspect.signature(standalone.RuleOptimizerBase).parameters
 DEFAULT_LR = _BASE_PARAMETERS["lr"].default
 
-# The running averages (operands m, v, r of the primitive table) and the RuleSettings
-# field that is each one's decay, in the order of a param group's betas.
-_AVERAGE_BETAS = (("m", "beta1"), ("v", "beta2"), ("r", "beta3"))
+# The running averages (the primitive table's AVERAGES) and the RuleSettings field that
+# is each one's decay, in the order of a param group's betas.
+_AVERAGE_BETAS = tuple((name, f"beta{i}") for i, name in enumerate(AVERAGES, 1))
 
 # How the words of known names are capitalised in class names.
 _WORDS = {
@@ -79,7 +79,7 @@ def _evo_nos_version() -> str:
 def update_line(rule: Rule) -> str:
     """``w <- w - lr * (the rule's math)``: the update an exported optimizer applies, the
     math in parentheses where it is a sum or a difference."""
-    additive = rule.op in ("add", "sub")
+    additive = rule.kind == BINARY and rule.primitive.prec < PRODUCT     # a sum
     return f"w <- w - lr * {f'({rule.math})' if additive else rule.math}"
 
 
@@ -198,15 +198,12 @@ def _template_fields(template: str) -> set:
 def _constants(rule: Rule, settings: RuleSettings) -> dict:
     """The settings this rule actually reads (its betas, noise, epsilons, periods)."""
     fields: set = set()
-    ops = {n.op for n in rule.nodes()}
     for node in rule.nodes():
-        fields |= _template_fields(node.primitive.code)
+        prim = node.primitive
+        fields |= (_template_fields(prim.code) | _template_fields(prim.prelude)
+                   | set(prim.settings))
     for _, beta, _ in _rule_betas(rule, settings):
         fields |= {beta, "bias_correction"}
-    if "cd" in ops:
-        fields.add("cd_periods")
-    if "rd" in ops:
-        fields.add("rd_periods")
     values = settings.as_dict()
     return {name: values[name] for name in sorted(fields)}
 
@@ -474,7 +471,7 @@ def primitives_frame() -> pd.DataFrame:
     torch code (settings by name), the running averages it reads ("" for none) and
     its meaning."""
     rows = []
-    for prim in PRIMITIVES:
+    for prim in BY_NAME.values():
         slots = ["x", "y"][:prim.arity]
         code = prim.code.format(*slots, **{k: _Setting(k) for k in _template_fields(prim.code)})
         rows.append({"token": prim.name, "kind": prim.kind, "math": prim.math.format(*slots),

@@ -8,8 +8,10 @@
 built from the primitive table's code templates.  :func:`compile_direction` executes
 that source (cached by rule and settings) for :class:`evo_nos.optim.RuleOptimizer` and
 the fitness screen; :mod:`evo_nos.export` writes the very same source into standalone
-files.  Helpers the templates call (``drop``, ``decay_values``) live in
-:mod:`evo_nos.optim.standalone`, which is also copied verbatim into exports.
+files.  What an operand needs bound before the return line (a constant, the decays) is
+its ``prelude`` (and ``decay``) in the primitive table.  Helpers the templates call
+(``drop``, ``decay_values``) live in :mod:`evo_nos.optim.standalone`, which is also
+copied verbatim into exports.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import math
 import torch
 
 from evo_nos.optim import standalone
-from evo_nos.core.primitives import RuleSettings
+from evo_nos.core.primitives import BY_NAME, RuleSettings, on_change
 from evo_nos.core.rules import Rule
 
 # Names the generated code may use, beside its arguments.
@@ -46,21 +48,29 @@ def direction_source(rule: Rule, settings: RuleSettings | None = None,
     fields = settings.as_dict()
     body = _code(rule, fields)
     lines = [f"def {name}(g, w, m, v, r, t, T):", f"    \"\"\"{rule.math}\"\"\""]
-    ops = {n.op for n in rule.nodes()}
-    if "1" in ops:
-        lines.append("    one = g.new_ones(())")
-    if "2" in ops:
-        lines.append("    two = g.new_full((), 2.0)")
-    decays = [d for d in ("ld", "cd", "rd") if d in ops]
-    if decays:
-        lines.append(
-            f"    ld, cd, rd = decay_values(t, T, {settings.cd_periods!r}, "
-            f"{settings.rd_periods!r})"
-        )
-        for d in decays:   # a float, or a 0-dim tensor when t is one (capturable step)
-            lines.append(f"    {d} = torch.as_tensor({d}, dtype=g.dtype, device=g.device)")
+    lines += [f"    {line}" for line in _prelude(rule, fields)]
     lines.append(f"    return {body}")
     return "\n".join(lines) + "\n"
+
+
+def _prelude(rule: Rule, fields: dict) -> list:
+    """The lines binding what the rule's operands read (their ``prelude`` in the
+    primitive table), in table order; before the first decay, the ``decay_values`` call
+    binding all decays (its arguments: each decay's ``settings``, in decay order)."""
+    ops = {n.op for n in rule.nodes()}
+    decays = sorted((p for p in BY_NAME.values() if p.decay is not None), key=lambda p: p.decay)
+    lines, called = [], False
+    for prim in BY_NAME.values():
+        if prim.name not in ops:
+            continue
+        if prim.decay is not None and not called:
+            periods = ", ".join(f"{fields[s]!r}" for d in decays for s in d.settings)
+            lines.append(f"{', '.join(d.name for d in decays)} = "
+                         f"decay_values(t, T, {periods})")
+            called = True
+        if prim.prelude:
+            lines.append(prim.prelude.format(**fields))
+    return lines
 
 
 @functools.lru_cache(maxsize=4096)
@@ -74,3 +84,7 @@ def _compile(canonical: str, settings: RuleSettings):
 def compile_direction(rule: Rule, settings: RuleSettings | None = None):
     """The rule's direction function (compiled once per rule and settings)."""
     return _compile(rule.canonical, settings or RuleSettings())
+
+
+# a change of the primitive table may give a canonical string other code
+on_change(_compile.cache_clear)
