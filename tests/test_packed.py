@@ -239,3 +239,16 @@ def test_rule_settings_reach_every_training_and_the_fitness_key(task, data):
     plain = FitnessBackend(task, seed=3)
     with pytest.raises(ValueError, match="rule settings"):
         plain.load_state_dict(backend.state_dict())
+
+
+@pytest.mark.parametrize("schedule,warmup", [("cosine", 0), ("linear", 3)])
+def test_a_scheduled_protocol_packed_is_the_lone_protocol(task, data, schedule, warmup):
+    """Every child, packed or alone, runs at the scheduled lr (LambdaLR alone, the same
+    factor in the packed update): equal Evaluations, and not those of a constant lr."""
+    scheduled = task.replace(schedule=schedule, warmup=warmup)
+    jobs = [("adam", 3), ("mul(drop3(g), sign_m)", 4), ("addsign-ld", 5)]
+    got = score_rules(jobs, data, scheduled)
+    want = [score_rule(rule, data, scheduled, seed=seed) for rule, seed in jobs]
+    assert [without_seconds(e) for e in got] == [without_seconds(e) for e in want]
+    constant = [score_rule(rule, data, task, seed=seed) for rule, seed in jobs]
+    assert all(a.lr_scores != b.lr_scores for a, b in zip(got, constant))

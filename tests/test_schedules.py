@@ -5,7 +5,8 @@ import statistics
 import pytest
 import torch
 
-from evo_nos.optim.schedules import LinearCosineDecay, NoisyLinearCosineDecay, linear_cosine_factor
+from evo_nos.optim.schedules import (LinearCosineDecay, NoisyLinearCosineDecay, linear_cosine_factor,
+                                     schedule_factor, scheduler)
 
 
 def sgd(*lrs):
@@ -152,3 +153,30 @@ def test_bad_arguments_raise_value_error(kwargs, match):
 def test_schedules_are_torch_lr_schedulers():
     assert issubclass(LinearCosineDecay, torch.optim.lr_scheduler.LRScheduler)
     assert issubclass(NoisyLinearCosineDecay, torch.optim.lr_scheduler.LRScheduler)
+
+
+# -- the protocol's schedules -------------------------------------------------------------------
+def test_protocol_schedule_factors_at_hand_picked_steps():
+    assert [schedule_factor("constant", t, 10) for t in (0, 5, 9)] == [1.0, 1.0, 1.0]
+    assert schedule_factor("cosine", 0, 10) == 1.0
+    assert schedule_factor("cosine", 5, 10) == pytest.approx(0.5)
+    assert schedule_factor("cosine", 10, 10) == pytest.approx(0.0)
+    assert [schedule_factor("linear", t, 4) for t in range(4)] == [1.0, 0.75, 0.5, 0.25]
+    # two warmup steps reach the full rate, then the decay runs over the remaining 8
+    assert [schedule_factor("linear", t, 10, warmup=2) for t in range(4)] == [0.5, 1.0, 1.0,
+                                                                             0.875]
+    assert [schedule_factor("constant", t, 10, warmup=4) for t in range(5)] == [
+        0.25, 0.5, 0.75, 1.0, 1.0]
+    with pytest.raises(ValueError, match="unknown schedule 'step'.*constant"):
+        schedule_factor("step", 0, 10)
+
+
+def test_scheduler_is_none_for_a_constant_rate_and_a_lambda_lr_otherwise():
+    assert scheduler(sgd(0.1), "constant", 10) is None
+    sched = scheduler(sgd(0.1), "cosine", 4)
+    assert [lr for (lr,) in lrs_over(sched, 4)] == [
+        0.1 * schedule_factor("cosine", t, 4) for t in range(4)]
+    warm = scheduler(sgd(0.2), "constant", 4, warmup=2)
+    assert [lr for (lr,) in lrs_over(warm, 3)] == [0.1, 0.2, 0.2]
+    with pytest.raises(ValueError, match="unknown schedule"):
+        scheduler(sgd(0.1), "cyclic", 4)

@@ -18,7 +18,7 @@ from evo_nos.fitness.data import load_images
 from evo_nos.fitness.heldout import HeldOutTask
 from evo_nos.fitness.protocol import Score
 from evo_nos.fitness.models import SmallResNet, make_child, make_resnet
-from evo_nos.fitness.tasks import (PAPER_LRS, SCHEDULE_KEYS, TASK_KEYS, TRANSFER_KEYS, Task,
+from evo_nos.fitness.tasks import (PAPER_LRS, LATER_KEYS, TASK_KEYS, TRANSFER_KEYS, Task,
                                    load_task, presets_dir)
 from evo_nos.fitness.train import score_rule, task_data
 from evo_nos.fitness.standin import StandInBackend
@@ -309,8 +309,8 @@ def test_child_tasks_are_scored_and_described_as_before():
     task = load_task("smoke")
     assert (task.model, task.n_test, Task().model, Task().n_test) == ("child", 0, "child", 0)
     assert set(task.described()) == (set(TASK_KEYS) - set(TRANSFER_KEYS) - {"pack"}
-                                     - set(SCHEDULE_KEYS))
-    assert set(QUICK.described()) == set(TASK_KEYS) - {"pack"} - set(SCHEDULE_KEYS)
+                                     - set(LATER_KEYS))
+    assert set(QUICK.described()) == set(TASK_KEYS) - {"pack"} - set(LATER_KEYS)
     assert not any(k.split(".", 1)[1] in TRANSFER_KEYS
                    for k in FitnessBackend(task, device="cpu").describe() if k.startswith("task."))
     # the exact scores of Adam on the smoke preset, recorded before the transfer check

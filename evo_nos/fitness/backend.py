@@ -118,6 +118,7 @@ from evo_nos.fitness.screen import ScreenResult, screen
 from evo_nos.fitness.tasks import Task, load_task
 from evo_nos.fitness.packed import TRAINING_ERRORS, score_rules
 from evo_nos.fitness.protocol import protocol_steps
+from evo_nos.fitness.proxies import proxy_steps, with_proxies
 from evo_nos.fitness.train import score_rule, task_data
 from evo_nos.core.known import resolve
 from evo_nos.core.primitives import RuleSettings
@@ -206,8 +207,12 @@ def train_candidates(jobs: list[tuple[str, int]], task: Task, device: str,
     data = worker_data(task, device)  # a missing dataset is the user's to fix: let it raise
     settings = RuleSettings.from_dict(settings or {})
     if task.model == "child":
-        return [e.to_dict() for e in score_rules(jobs, data, task, hurdle=hurdle,
-                                                 settings=settings)]
+        evaluations = score_rules(jobs, data, task, hurdle=hurdle, settings=settings)
+        if task.proxies:
+            evaluations = with_proxies(evaluations, jobs, task, device, settings,
+                                       lambda main: score_rules(main, data, task,
+                                                                settings=settings))
+        return [e.to_dict() for e in evaluations]
     out = []
     for rule, seed in jobs:
         start = time.perf_counter()
@@ -392,7 +397,7 @@ class FitnessBackend:
         self.changed_settings = {k: v for k, v in self.settings.as_dict().items()
                                  if v != defaults[k]}
         self.steps_per_training = protocol_steps(
-            self.task, max(1, self.task.n_train // self.task.batch_size))
+            self.task, max(1, self.task.n_train // self.task.batch_size)) + proxy_steps(self.task)
         self.cache: dict[str, Evaluation] = {}
         self.sweeps: list[float] = []        # best sweep score of every trained candidate
         self._screens: dict[str, ScreenResult] = {}

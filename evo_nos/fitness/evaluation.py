@@ -28,6 +28,8 @@ class Evaluation:
     seeds: int = 1                  # backend seeds the fitness is the mean of
     fitness_se: float | None = None  # standard error of that mean (None below 2 seeds)
     seed_fitness: list = field(default_factory=list)  # the fitness of each seed, in order
+    task_fitness: dict = field(default_factory=dict)  # a multi-task proxy: each task's own
+                                                      # fitness (evo_nos.fitness.proxies)
 
     @property
     def scored(self) -> bool:

@@ -167,6 +167,29 @@ class TabularMLP(nn.Module):
         return self.classifier(self.body(x))
 
 
+class TinyAttention(nn.Module):
+    """A one-block transformer classifier: token and position embeddings · one pre-norm
+    self-attention layer (``heads`` heads) and MLP, each residual · layer norm · linear
+    head on the first position.  Input: int64 tokens [N, L]; output: logits [N, classes]."""
+
+    def __init__(self, vocab: int, n_classes: int, length: int, dim: int = 32,
+                 heads: int = 2):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.position = nn.Parameter(torch.randn(length, dim) * 0.1)
+        self.norm1, self.norm2, self.norm3 = (nn.LayerNorm(dim) for _ in range(3))
+        self.attention = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+        self.classifier = nn.Linear(dim, n_classes)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        h = self.embed(tokens) + self.position[:tokens.shape[1]]
+        a = self.norm1(h)
+        h = h + self.attention(a, a, a, need_weights=False)[0]
+        h = h + self.mlp(self.norm2(h))
+        return self.classifier(self.norm3(h[:, 0]))
+
+
 def seeded(seed: int, build, device: str | torch.device = "cpu") -> nn.Module:
     """``build()`` (a module constructor) with torch's default init drawn from a forked
     CPU generator seeded with ``seed``, moved to ``device``: same seed, same weights."""

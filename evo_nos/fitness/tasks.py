@@ -67,6 +67,8 @@ class Task:
     check_every: int = 1             # steps between non-finite loss checks (1: every step)
     schedule: str = "constant"       # the lr schedule of every run: constant | cosine | linear
     warmup: int = 0                  # steps of linear lr warmup at the start of every run
+    proxies: tuple = ()              # tasks of other families scored too, the fitness their
+                                     # normalized mean (evo_nos.fitness.proxies)
     # -- screen ---------------------------------------------------------------------------
     probe_steps: int = 32
     probe_dim: int = 64
@@ -79,6 +81,7 @@ class Task:
     def __post_init__(self) -> None:
         object.__setattr__(self, "lrs", tuple(float(lr) for lr in self.lrs))
         object.__setattr__(self, "blocks", tuple(int(b) for b in self.blocks))
+        object.__setattr__(self, "proxies", tuple(str(p) for p in self.proxies))
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
         if len(self.blocks) != 3 or min(self.blocks) < 1:
@@ -98,6 +101,9 @@ class Task:
         if self.pack != "auto" and (isinstance(self.pack, bool) or not isinstance(self.pack, int)
                                     or self.pack < 1):
             raise ValueError(f'pack must be "auto" or a count >= 1, got {self.pack!r}')
+        if self.proxies and self.model != "child":
+            raise ValueError(f"proxies go with the child ConvNet's task, not model "
+                             f"{self.model!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {list(SCHEDULES)}, got {self.schedule!r}")
         if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
@@ -108,6 +114,7 @@ class Task:
     def as_dict(self) -> dict:
         out = dataclasses.asdict(self)
         out["lrs"], out["blocks"] = list(self.lrs), list(self.blocks)
+        out["proxies"] = list(self.proxies)
         return out
 
     def described(self) -> dict:
@@ -119,7 +126,7 @@ class Task:
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
         if self.pack == defaults["pack"]:
             del out["pack"]
-        for key in SCHEDULE_KEYS:        # at the constant rate: as before they existed
+        for key in LATER_KEYS:           # at their defaults: as before they existed
             if getattr(self, key) == defaults[key]:
                 del out[key]
         if all(getattr(self, k) == defaults[k] for k in TRANSFER_KEYS):
@@ -137,6 +144,8 @@ TRANSFER_KEYS = ("model", "blocks", "n_test")
 # The schedule's fields; at their defaults (constant lr, no warmup) a task describes itself
 # as before they existed.
 SCHEDULE_KEYS = ("schedule", "warmup")
+# Fields added after the first presets; at their defaults a task describes itself as before.
+LATER_KEYS = SCHEDULE_KEYS + ("proxies",)
 
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
