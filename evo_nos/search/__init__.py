@@ -1,4 +1,4 @@
-"""Layer 6, search: the driver every strategy shares (``driver``), the hall of fame
+"""Layer 5, search: the driver every strategy shares (``driver``), the hall of fame
 (``hall_of_fame``), checkpoints and RNG states (``checkpoint``) and the defaults of a
 search (``defaults``)."""
 from evo_nos.search.checkpoint import (CHECKPOINT_FILE, PREVIOUS_FILE, SUMMARY_FILE,

@@ -1,4 +1,6 @@
-"""MLflow tracking of searches: the only module of evo_nos that imports mlflow.
+"""MLflow tracking of searches: everything evo_nos writes to MLflow.  This module,
+``store`` (where runs go) and ``reader`` (runs back as plain data) are the only modules
+of evo_nos that import mlflow.
 
 Where runs go.  The tracking URI is ``tracking_uri`` if given, else
 ``$MLFLOW_TRACKING_URI``, else MLflow's own default (SQLite ``mlflow.db`` in the working
@@ -19,9 +21,10 @@ What a search logs.  One parent run per search, named ``--run-name`` when given,
 ``-3`` ... added when the experiment already has a run of that name), so no two searches
 share a name in the runs table or a chart legend:
 
-* params: strategy, budget, seed, preset and its settings, the space, the strategy's
-  settings (everything :class:`~evo_nos.search.Search` passes);
-* tags: ``strategy``, ``preset``, ``best_rule``/``best_fitness`` (kept current), and at
+* params: strategy, seed, preset and its settings, the space, the strategy's settings
+  (everything :class:`~evo_nos.search.Search` passes);
+* tags: ``strategy``, ``budget`` (a param could not grow with a resumed search),
+  ``preset``, ``best_rule``/``best_fitness`` (kept current), and at
   the end ``stop_reason`` and the description (``mlflow.note.content``): the best rule
   in its readable form, the one-line :func:`protocol_note` (what fitness is: the final
   run's epochs against the sweep's, from the task's params) and the hall of fame;
