@@ -12,7 +12,7 @@ from evo_nos.fitness.standin import StandInBackend
 from evo_nos.core.known import KNOWN
 from evo_nos.operators.space import SearchSpace
 from evo_nos.experiments.references import score_references
-from evo_nos.search import HallOfFame, Search
+from evo_nos.search import HallOfFame, Search, SearchResult
 from evo_nos.strategies import make_strategy
 from evo_nos.tracking import (PARENT_TAG, Tracker, export_origin, find_runs, hall_of_fame_entry,
                               load_artifact_text, load_hall_of_fame)
@@ -127,9 +127,8 @@ def logged(tmp_path_factory):
     hof.update(Evaluation(ADAM, 0.75, "ok", best_lr=0.01, lr_scores={0.01: 0.75}, trainings=1))
     tracker = Tracker(experiment="export", tracking_uri=uri)
     run_id = tracker.start(params={"preset": "smoke"}, tags={"preset": "smoke"})
-    tracker.finish({"hall_of_fame": hof, "history": [], "best_curve": [], "status": "budget",
-                    "counts": {}, "trainings": 4, "compute": 4, "budget": 4,
-                    "final_trainings": 0, "export_settings": None, "strategy": "evo"})
+    tracker.finish(SearchResult("budget", 4, 2, {}, hof, [], compute=4, budget=4,
+                                strategy="evo"))
     return run_id, uri
 
 
@@ -220,3 +219,24 @@ def test_a_child_run_records_its_search(logged, tmp_path):
     out = tmp_path / "Child.py"
     assert main(["--run", child.run_id, "--out", str(out), "--tracking-uri", uri]) == 0
     assert exported_class(out)[1]["search"]["run_id"] == run_id
+
+
+def test_the_best_optimizer_records_the_numbers_its_hall_of_fame_json_holds(tmp_path,
+                                                                           monkeypatch):
+    # numbers with more digits than hall_of_fame.json keeps: the search's own export
+    # (made from its hall of fame in memory) records them as export --run reads them
+    uri = fresh_store(tmp_path / "store")
+    hof = HallOfFame(3)
+    hof.update(Evaluation(POWERSIGN, 0.8133333333333334, "ok", best_lr=0.1,
+                          lr_scores={0.1: 0.8}, trainings=3, seeds=3,
+                          fitness_se=0.008819171036881963, seed_fitness=[0.8, 0.81, 0.83]))
+    tracker = Tracker(experiment="digits", tracking_uri=uri)
+    run_id = tracker.start(params={"preset": "smoke"})
+    tracker.finish(SearchResult("finished", 3, 1, {}, hof, [], budget=3, strategy="evo"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["--run", run_id, "--tracking-uri", uri]) == 0
+    assert load_artifact_text(run_id, "best_optimizer/PowerSign.py", uri) == \
+        (tmp_path / "PowerSign.py").read_text(encoding="utf-8")
+    spec = json.loads((tmp_path / "PowerSign.json").read_text(encoding="utf-8"))
+    assert json.loads(load_artifact_text(run_id, "best_optimizer/PowerSign.json", uri)) == spec
+    assert spec["search"]["fitness"] == 0.8133333333 and spec["search"]["preset"] == "smoke"

@@ -14,9 +14,10 @@ from mlflow.tracking import MlflowClient
 from evo_nos.cli import run as cli
 from evo_nos.cli.options import EXIT_INTERRUPTED
 from evo_nos.core.files import FileLock
-from evo_nos.search import (CHECKPOINT_FILE, PREVIOUS_FILE, CheckpointError, Search, SearchInUse,
-                            load_checkpoint, new_search_dir)
+from evo_nos.search import (CHECKPOINT_FILE, PREVIOUS_FILE, CheckpointError, FunnelSettings,
+                            Search, SearchInUse, SearchState, load_checkpoint, new_search_dir)
 from evo_nos.search.checkpoint import LOCK_FILE, REQUIRED_KEYS, frame
+from evo_nos.search.state import ADDED_KEYS
 from evo_nos.fitness.data import DataError
 from evo_nos.fitness.standin import StandInBackend
 from evo_nos.operators.space import SearchSpace
@@ -350,6 +351,32 @@ def test_format_1_checkpoints_are_still_read(saved):
     (saved / CHECKPOINT_FILE).write_bytes(pickle.dumps({**state, "version": 1}))
     assert load_checkpoint(saved)["history"] == state["history"]
     assert set(REQUIRED_KEYS) <= set(load_checkpoint(saved))
+
+
+def test_a_checkpoints_pickle_is_its_search_state_as_plain_data(saved):
+    raw = pickle.loads((saved / CHECKPOINT_FILE).read_bytes().partition(b"\n")[2])
+    state = SearchState.load(saved)
+    plain = state.as_dict()
+    assert list(plain) == list(raw)                    # the same keys, in the same order
+    for key in set(raw) - {"rng"}:                     # (torch pickles a tensor afresh)
+        assert pickle.dumps(plain[key]) == pickle.dumps(raw[key]), key
+    assert state.funnel == FunnelSettings() and state.spent == state.trainings == 12
+
+
+def test_a_checkpoint_without_the_keys_added_since_resumes_as_they_meant(saved):
+    raw = load_checkpoint(saved)
+    old = {k: v for k, v in raw.items() if k not in ADDED_KEYS}
+    (saved / CHECKPOINT_FILE).write_bytes(frame(pickle.dumps(old)))
+    state = SearchState.load(saved)
+    assert (state.spent, state.final_trainings, state.funnel) == \
+        (None, 0, FunnelSettings(funnel_seeds=1, final_seeds=0))
+    search = resumed_standin(saved)
+    assert (search.spent, search.funnel_seeds, search.final_seeds) == (12, 1, 0)
+    assert search.run().status == "finished"
+    (saved / CHECKPOINT_FILE).write_bytes(frame(pickle.dumps(
+        {k: v for k, v in raw.items() if k != "elapsed"})))
+    with pytest.raises(CheckpointError, match=r"not a complete evo_nos checkpoint \(no elapsed\)"):
+        resumed_standin(saved)
 
 
 def test_resume_of_a_damaged_checkpoint_is_one_line_and_the_previous_one_finishes_the_search(

@@ -31,7 +31,8 @@ told each candidate's first score, as a search without the funnel would.  When t
 budget is spent, the final stage (``final_seeds`` > 0) re-scores the top ``final_top``
 on ``final_seeds`` seeds, outside the budget (``final_trainings``; ``kind`` "final").
 
-Checkpoints.  After every batch the whole state is pickled to
+Checkpoints.  After every batch the whole state, a
+:class:`~evo_nos.search.state.SearchState` (pickled as a dict of plain values), goes to
 ``<checkpoint_dir>/checkpoint.pkl`` atomically (written to a temporary file, then
 ``os.replace``): the strategy's state, the backend's (its fitness cache), the hall of
 fame, the python/numpy/torch RNG states, the counts, the MLflow run id and the full
@@ -52,22 +53,21 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import pickle
 import time
 import uuid
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from evo_nos.core.files import FileLock, LockedError, write_atomic
 from evo_nos.fitness.evaluation import CACHED, DIVERGED, HURDLED, INVALID, OK, Evaluation
-from evo_nos.search.checkpoint import (CHECKPOINT_FILE, CHECKPOINT_VERSION, LOCK_FILE,
-                                       PREVIOUS_FILE, SUMMARY_FILE, load_checkpoint,
-                                       rng_states, set_rng_states, write_checkpoint)
+from evo_nos.search.checkpoint import (CHECKPOINT_FILE, LOCK_FILE, PREVIOUS_FILE,
+                                       SUMMARY_FILE, rng_states, set_rng_states,
+                                       write_checkpoint)
 from evo_nos.search.defaults import FINAL_SEEDS, FINAL_TOP, FUNNEL_SEEDS, FUNNEL_TOP
 from evo_nos.search.hall_of_fame import HallOfFame
+from evo_nos.search.state import FunnelSettings, SearchResult, SearchState
 
 FINISHED, INTERRUPTED, TIME_LIMIT, STALLED, RUNNING = (
     "finished", "interrupted", "time_limit", "stalled", "running")
@@ -77,23 +77,6 @@ CANDIDATE, RESCORE, FINAL = "candidate", "rescore", "final"   # kinds of history
 
 class SearchInUse(RuntimeError):
     """Another live process is running this search (or ran it since it was loaded)."""
-
-
-@dataclass
-class SearchResult:
-    status: str                     # finished | interrupted | time_limit | stalled
-    trainings: int                  # protocol runs trained (re-scorings included)
-    evaluations: int                # all candidates, free ones included
-    counts: dict
-    hall_of_fame: HallOfFame
-    history: list = field(repr=False)
-    run_id: str | None = None
-    checkpoint_dir: Path | None = None
-    compute: float = 0.0            # the budget spent, in child trainings
-
-    @property
-    def best(self) -> Evaluation | None:
-        return self.hall_of_fame.best
 
 
 
@@ -182,50 +165,50 @@ class Search:
         True: from that batch on the search differs from a one-go one (still a valid
         search of the larger budget).
         """
-        state = load_checkpoint(checkpoint_dir)
-        if strategy.name != state["strategy"]:
-            raise ValueError(f"the checkpoint is a {state['strategy']!r} search, not "
+        state = SearchState.load(checkpoint_dir)
+        if strategy.name != state.strategy:
+            raise ValueError(f"the checkpoint is a {state.strategy!r} search, not "
                              f"{strategy.name!r}")
-        old = state["budget"]
+        old = state.budget
         if budget is not None and budget < old:
             raise ValueError(f"--budget {budget} is below this search's budget of {old} "
                              f"child trainings: a budget can grow, not shrink")
-        if budget is not None and budget > old and state.get("final_trainings", 0):
+        if budget is not None and budget > old and state.final_trainings:
             raise ValueError(f"this search's final stage has run (its finalists were "
                              f"re-scored after its budget of {old}): it cannot grow to "
                              f"{budget}; start a new search")
         search = cls(strategy, backend, budget=max(old, budget or old),
-                     time_limit=time_limit if time_limit is not None else state["time_limit"],
-                     batch_size=state["batch_size"],
-                     hall_of_fame_size=state["hall_of_fame"]["size"],
+                     time_limit=time_limit if time_limit is not None else state.time_limit,
+                     batch_size=state.batch_size,
+                     hall_of_fame_size=state.hall_of_fame["size"],
                      checkpoint_dir=checkpoint_dir, tracker=tracker, progress=progress,
-                     free_limit=state["free_limit"], run_name=state["run_name"],
-                     config=state["config"], export_settings=state.get("export_settings"),
-                     **state.get("funnel", {"funnel_seeds": 1, "final_seeds": 0}))
+                     free_limit=state.free_limit, run_name=state.run_name,
+                     config=state.config, export_settings=state.export_settings,
+                     **state.funnel.as_dict())
         search._load(state)
         search._loaded_digest = _digest(Path(checkpoint_dir) / CHECKPOINT_FILE)
         search.grown_from = old if search.budget > old else None
-        last = state.get("last_batch")
+        last = state.last_batch
         search.cut_batch = bool(search.grown_from and last is not None
                                 and last < search.batch_size)
         return search
 
-    def _load(self, state: dict) -> None:
-        self.strategy.load_state_dict(state["strategy_state"])
-        self.backend.load_state_dict(state["backend_state"])
-        self.hall_of_fame.load_state_dict(state["hall_of_fame"])
-        set_rng_states(state["rng"])
-        self._rng_to_restore = state["rng"]
-        self.history = list(state["history"])
-        self.trainings = state["trainings"]
-        self.spent = state.get("spent", state["trainings"] * self.unit)
-        self.final_trainings = state.get("final_trainings", 0)
-        self.counts = {**self.counts, **state["counts"]}
-        self.free_streak = state["free_streak"]
-        self.elapsed = state["elapsed"]
-        self.last_batch = state.get("last_batch")
-        self.run_id = state["run_id"]
-        self.search_id = state.get("search_id") or self.search_id
+    def _load(self, state: SearchState) -> None:
+        self.strategy.load_state_dict(state.strategy_state)
+        self.backend.load_state_dict(state.backend_state)
+        self.hall_of_fame.load_state_dict(state.hall_of_fame)
+        set_rng_states(state.rng)
+        self._rng_to_restore = state.rng
+        self.history = list(state.history)
+        self.trainings = state.trainings
+        self.spent = state.spent if state.spent is not None else state.trainings * self.unit
+        self.final_trainings = state.final_trainings
+        self.counts = {**self.counts, **state.counts}
+        self.free_streak = state.free_streak
+        self.elapsed = state.elapsed
+        self.last_batch = state.last_batch
+        self.run_id = state.run_id
+        self.search_id = state.search_id or self.search_id
         self._resumed = True
 
     # -- the loop -----------------------------------------------------------------------
@@ -250,7 +233,7 @@ class Search:
 
     def _run(self) -> SearchResult:
         rng = self._rng_to_restore if self._resumed else rng_states()
-        self._last_payload = pickle.dumps(self._snapshot())
+        self._last_payload = self._snapshot().dumps()
         if not self._resumed:
             self._write(self._last_payload)     # resumable from here on
         bar = None
@@ -296,9 +279,10 @@ class Search:
                 raise
         self.status = reason
         self._checkpoint()
+        result = self._result()
         if self.tracker is not None:
-            self._tracked(self.tracker.finish, self._artifacts(), status="FINISHED")
-        return self._result()
+            self._tracked(self.tracker.finish, result, status="FINISHED")
+        return result
 
     def _hold_folder(self) -> None:
         """Lock the checkpoint folder for this process; refuse a second writer."""
@@ -333,7 +317,8 @@ class Search:
             self._tracked(self.tracker.resume, self.run_id)
         else:
             self.run_id = self._tracked(self.tracker.start, run_name=self.run_name,
-                                        params=self._params(), tags=self._tags(),
+                                        params=self.tracker.search_params(self),
+                                        tags=self.tracker.search_tags(self),
                                         search_id=self.search_id)
 
     def _tracked(self, method, *args, **kwargs):
@@ -500,27 +485,24 @@ class Search:
                 self._tagged_best = best.rule
 
     # -- checkpoints ----------------------------------------------------------------------
-    def _snapshot(self) -> dict:
-        return {
-            "version": CHECKPOINT_VERSION, "status": self.status,
-            "strategy": self.strategy.name, "strategy_state": self.strategy.state_dict(),
-            "backend_state": self.backend.state_dict(),
-            "hall_of_fame": self.hall_of_fame.state_dict(), "rng": rng_states(),
-            "budget": self.budget, "time_limit": self.time_limit,
-            "batch_size": self.batch_size, "free_limit": self.free_limit,
-            "trainings": self.trainings, "spent": self.spent, "compute": self.compute,
-            "final_trainings": self.final_trainings, "counts": dict(self.counts),
-            "funnel": {"funnel_top": self.funnel_top, "funnel_seeds": self.funnel_seeds,
-                       "final_top": self.final_top, "final_seeds": self.final_seeds},
-            "free_streak": self.free_streak, "elapsed": self.elapsed,
-            "history": list(self.history), "run_id": self.run_id, "run_name": self.run_name,
-            "config": self.config, "export_settings": self.export_settings,
-            "search_id": self.search_id, "last_batch": self.last_batch,
-            "saved_at": time.time(),
-        }
+    def _snapshot(self) -> SearchState:
+        return SearchState(
+            status=self.status, strategy=self.strategy.name,
+            strategy_state=self.strategy.state_dict(), backend_state=self.backend.state_dict(),
+            hall_of_fame=self.hall_of_fame.state_dict(), rng=rng_states(),
+            budget=self.budget, time_limit=self.time_limit, batch_size=self.batch_size,
+            free_limit=self.free_limit, trainings=self.trainings, spent=self.spent,
+            compute=self.compute, final_trainings=self.final_trainings,
+            counts=dict(self.counts),
+            funnel=FunnelSettings(self.funnel_top, self.funnel_seeds, self.final_top,
+                                  self.final_seeds),
+            free_streak=self.free_streak, elapsed=self.elapsed, history=list(self.history),
+            run_id=self.run_id, run_name=self.run_name, config=self.config,
+            export_settings=self.export_settings, search_id=self.search_id,
+            last_batch=self.last_batch, saved_at=time.time())
 
     def _checkpoint(self) -> None:
-        self._last_payload = pickle.dumps(self._snapshot())
+        self._last_payload = self._snapshot().dumps()
         self._write(self._last_payload)
 
     def _write(self, payload: bytes) -> None:
@@ -546,59 +528,24 @@ class Search:
         self._roll_back(INTERRUPTED)
         if self.tracker is not None and not self._tracker_failed:
             try:
-                self.tracker.finish(self._artifacts(), status="KILLED", children=False)
+                self.tracker.finish(self._result(), status="KILLED", children=False)
             except Exception as err:   # the checkpoint is safe; MLflow may be mid-request
                 warnings.warn(f"could not log the interrupted search to MLflow ({err}); "
                               "resume it to log everything")
 
     def _roll_back(self, status: str) -> None:
         """Restore the last complete checkpoint's state and save it with ``status``."""
-        state = pickle.loads(self._last_payload)
-        self.hall_of_fame.load_state_dict(state["hall_of_fame"])
-        self.history = state["history"]
-        self.trainings, self.counts = state["trainings"], state["counts"]
-        self.spent, self.final_trainings = state["spent"], state["final_trainings"]
-        self.free_streak = state["free_streak"]
-        self.last_batch = state.get("last_batch")
+        state = SearchState.loads(self._last_payload)
+        self.hall_of_fame.load_state_dict(state.hall_of_fame)
+        self.history = state.history
+        self.trainings, self.counts = state.trainings, state.counts
+        self.spent, self.final_trainings = state.spent, state.final_trainings
+        self.free_streak = state.free_streak
+        self.last_batch = state.last_batch
         self.status = status
-        state["status"] = status
-        state["run_id"] = self.run_id       # a run started since is still this search's
-        self._write(pickle.dumps(state))
-
-    # -- tracking -----------------------------------------------------------------------
-    def _params(self) -> dict:
-        params = {"strategy": self.strategy.name,    # the budget is a tag: it may grow
-                  "batch_size": self.batch_size, "time_limit": self.time_limit,
-                  "hall_of_fame_size": self.hall_of_fame.size, "free_limit": self.free_limit,
-                  "funnel_top": self.funnel_top, "funnel_seeds": self.funnel_seeds,
-                  "final_top": self.final_top, "final_seeds": self.final_seeds,
-                  "steps_per_training": self.unit}
-        for key, value in getattr(self.strategy, "settings", {}).items():
-            params[f"strategy.{key}"] = value
-        space = getattr(self.strategy, "space", None)
-        if space is not None:
-            for key, value in space.as_dict().items():
-                params[f"space.{key}"] = ",".join(value) if isinstance(value, list) else value
-        for key, value in self.backend.describe().items():
-            params[key] = value
-        params.update(self.config)
-        return {k: v for k, v in params.items() if v is not None}
-
-    def _tags(self) -> dict:
-        tags = {"strategy": self.strategy.name, "budget": self.budget}
-        if "preset" in self.config:
-            tags["preset"] = self.config["preset"]
-        return tags
-
-    def _artifacts(self) -> dict:
-        """What the tracker logs at the end of a search (plain data)."""
-        best_curve = [(record["compute"], record["best"] if record["best"] is not None
-                       else -math.inf) for record in self.history if "compute" in record]
-        return {"hall_of_fame": self.hall_of_fame, "history": self.history,
-                "best_curve": best_curve, "status": self.status, "counts": self.counts,
-                "trainings": self.trainings, "compute": self.compute, "budget": self.budget,
-                "final_trainings": self.final_trainings,
-                "export_settings": self.export_settings, "strategy": self.strategy.name}
+        state.status = status
+        state.run_id = self.run_id          # a run started since is still this search's
+        self._write(state.dumps())
 
     # -- progress -------------------------------------------------------------------------
     def _progress_bar(self):
@@ -621,7 +568,9 @@ class Search:
     def _result(self) -> SearchResult:
         return SearchResult(self.status, self.trainings, self.counts["evaluations"],
                             dict(self.counts), self.hall_of_fame, self.history, self.run_id,
-                            self.checkpoint_dir, self.compute)
+                            self.checkpoint_dir, self.compute, budget=self.budget,
+                            strategy=self.strategy.name,
+                            export_settings=self.export_settings)
 
 
 def _digest(path: Path) -> str | None:

@@ -167,8 +167,11 @@ def load_artifact_text(run_id: str, path: str, tracking_uri: str | None = None) 
 def load_table(run_id: str, path: str, tracking_uri: str | None = None) -> list[dict] | None:
     """A table logged with ``log_table`` as a list of row dicts, or None when absent."""
     text = load_artifact_text(run_id, path, tracking_uri)
-    if text is None:
-        return None
+    return None if text is None else table_rows(text)
+
+
+def table_rows(text: str) -> list[dict]:
+    """The rows of a table's file (``log_table``'s JSON: columns, then data) as dicts."""
     data = json.loads(text)
     columns = data.get("columns", [])
     return [dict(zip(columns, row)) for row in data.get("data", [])]
@@ -236,9 +239,10 @@ def hall_of_fame_rule(run_id: str, rank: int = 1, tracking_uri: str | None = Non
 
 def export_origin(run_id: str, rank: int = 1, tracking_uri: str | None = None) -> SearchOrigin:
     """What an export of the hall-of-fame entry at ``rank`` records about its search (run,
-    preset, rank, rule, fitness ± SE, seeds, best lr; see :func:`hall_of_fame_entry`): the
-    one source of ``python -m evo_nos.export --run`` and of the best optimizer a search
-    logs."""
+    preset, rank, rule, fitness ± SE, seeds, best lr; see :func:`hall_of_fame_entry`), as
+    ``python -m evo_nos.export --run`` records it.  The best optimizer a search logs
+    records the same, made from the hall of fame in memory (:meth:`Tracker.finish
+    <evo_nos.tracking.writer.Tracker.finish>`)."""
     entry = hall_of_fame_entry(run_id, rank, tracking_uri)
     return SearchOrigin.from_entry(entry, run_id=entry["run_id"], preset=entry["preset"])
 

@@ -1,4 +1,6 @@
-"""MLflow tracking of searches: the only module of evo_nos that imports mlflow.
+"""MLflow tracking of searches: everything evo_nos writes to MLflow.  This module,
+``store`` (where runs go) and ``reader`` (runs back as plain data) are the only modules
+of evo_nos that import mlflow.
 
 Where runs go.  The tracking URI is ``tracking_uri`` if given, else
 ``$MLFLOW_TRACKING_URI``, else MLflow's own default (SQLite ``mlflow.db`` in the working
@@ -19,9 +21,11 @@ What a search logs.  One parent run per search, named ``--run-name`` when given,
 ``-3`` ... added when the experiment already has a run of that name), so no two searches
 share a name in the runs table or a chart legend:
 
-* params: strategy, budget, seed, preset and its settings, the space, the strategy's
-  settings (everything :class:`~evo_nos.search.Search` passes);
-* tags: ``strategy``, ``preset``, ``best_rule``/``best_fitness`` (kept current), and at
+* params (:meth:`Tracker.search_params`): strategy, seed, preset and its settings, the
+  space, the strategy's settings, the search's own (batch size, funnel, ...), what the
+  backend describes;
+* tags: ``strategy``, ``budget`` (a param could not grow with a resumed search),
+  ``preset``, ``best_rule``/``best_fitness`` (kept current), and at
   the end ``stop_reason`` and the description (``mlflow.note.content``): the best rule
   in its readable form, the one-line :func:`protocol_note` (what fitness is: the final
   run's epochs against the sweep's, from the task's params) and the hall of fame;
@@ -66,13 +70,14 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
+from evo_nos.optim.export import SearchOrigin, default_class_name, export_source, export_spec
+from evo_nos.search import Search, SearchResult
+from evo_nos.tracking.reader import table_rows
 from evo_nos.tracking.store import (DEFAULT_EXPERIMENT, EXPERIMENT_KIND, EXPERIMENT_KIND_TAG,
                                     NOTE_TAG, PARENT_TAG, SEARCH_ID_TAG, TRAINING_VIEW,
                                     UI_ADDRESS, TrackingError,
                                     default_artifact_location, default_tracking_uri,
                                     first_line, open_client)
-from evo_nos.optim.export import default_class_name, export_source, export_spec
-from evo_nos.tracking.reader import export_origin
 
 _BATCH = 100          # params / tags per log_batch call (MLflow's limit)
 _METRIC_BATCH = 1000  # metrics per log_batch call (MLflow's limit)
@@ -141,6 +146,11 @@ class Tracker:
             self.tracking_uri)
         self.experiment_id = self._experiment()
         self.run_id: str | None = None
+        # the run's name, params and tags as the store holds them: logged by start(), or
+        # read by resume() (kept current by set_tags())
+        self.run_name: str | None = None
+        self.params: dict[str, str] = {}
+        self.tags: dict[str, str] = {}
         self._last_ms = 0           # the latest timestamp this Tracker gave (see _clock)
 
     def _clock(self, count: int = 1) -> int:
@@ -185,6 +195,39 @@ class Tracker:
         page = f"#/experiments/{self.experiment_id}" + (f"/runs/{run_id}" if run_id else "")
         return f"{base}/{page}?{TRAINING_VIEW}"
 
+    # -- what a search logs -------------------------------------------------------------
+    @staticmethod
+    def search_params(search: Search) -> dict:
+        """A search's params, flat (MLflow params are one level): its own settings, its
+        strategy's (``strategy.<key>``), its space's (``space.<key>``, lists joined by
+        commas), what its backend describes, then its ``config``; None values left out.
+        The budget is a tag (:meth:`search_tags`): a resumed search may grow it."""
+        params = {"strategy": search.strategy.name,
+                  "batch_size": search.batch_size, "time_limit": search.time_limit,
+                  "hall_of_fame_size": search.hall_of_fame.size,
+                  "free_limit": search.free_limit,
+                  "funnel_top": search.funnel_top, "funnel_seeds": search.funnel_seeds,
+                  "final_top": search.final_top, "final_seeds": search.final_seeds,
+                  "steps_per_training": search.unit}
+        for key, value in getattr(search.strategy, "settings", {}).items():
+            params[f"strategy.{key}"] = value
+        space = getattr(search.strategy, "space", None)
+        if space is not None:
+            for key, value in space.as_dict().items():
+                params[f"space.{key}"] = ",".join(value) if isinstance(value, list) else value
+        for key, value in search.backend.describe().items():
+            params[key] = value
+        params.update(search.config)
+        return {k: v for k, v in params.items() if v is not None}
+
+    @staticmethod
+    def search_tags(search: Search) -> dict:
+        """A search's first tags: its strategy, its budget and its preset (if any)."""
+        tags = {"strategy": search.strategy.name, "budget": search.budget}
+        if "preset" in search.config:
+            tags["preset"] = search.config["preset"]
+        return tags
+
     # -- run lifecycle ------------------------------------------------------------------
     @_store_errors
     def start(self, *, run_name: str | None = None, params: dict | None = None,
@@ -198,10 +241,11 @@ class Tracker:
         name = run_name or self._unused_name(default_run_name(tags, params or {}))
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags,
                                      start_time=self._clock())
-        self.run_id = run.info.run_id
+        self.run_id, self.run_name, self.tags, self.params = run.info.run_id, name, tags, {}
         items = [Param(k, _param_value(v)) for k, v in (params or {}).items()]
         for i in range(0, len(items), _BATCH):
             self.client.log_batch(self.run_id, params=items[i:i + _BATCH])
+            self.params.update((p.key, p.value) for p in items[i:i + _BATCH])
         return self.run_id
 
     def _unused_name(self, name: str) -> str:
@@ -225,7 +269,8 @@ class Tracker:
                              "the same MLFLOW_TRACKING_URI / working directory") from err
         if run.info.experiment_id != self.experiment_id:
             self.experiment_id = run.info.experiment_id
-        self.run_id = run_id
+        self.run_id, self.run_name = run_id, run.info.run_name
+        self.params, self.tags = dict(run.data.params), dict(run.data.tags)
         self.client.update_run(run_id, status="RUNNING")
 
     @_store_errors
@@ -267,6 +312,7 @@ class Tracker:
         items = [RunTag(k, str(v)[:5000]) for k, v in tags.items()]
         for i in range(0, len(items), _BATCH):
             self.client.log_batch(self._id(), tags=items[i:i + _BATCH])
+            self.tags.update((t.key, t.value) for t in items[i:i + _BATCH])
 
     def _id(self) -> str:
         if self.run_id is None:
@@ -275,27 +321,25 @@ class Tracker:
 
     # -- the end of a search ------------------------------------------------------------
     @_store_errors
-    def finish(self, report: dict, *, status: str = "FINISHED", children: bool = True) -> None:
+    def finish(self, result: SearchResult, *, status: str = "FINISHED",
+               children: bool = True) -> None:
         """Log the search's artifacts (see the module docstring), then end the run.
 
-        ``report`` is plain data from the driver: ``hall_of_fame`` (a HallOfFame),
-        ``history`` (evaluation records), ``best_curve`` ([(compute, best)]), ``status``,
-        ``counts``, ``trainings``, ``budget``, ``export_settings``.
+        ``result`` is the search's :class:`~evo_nos.search.SearchResult` (its hall of
+        fame, history, stop reason, budget, strategy and export settings are logged).
         """
         run_id = self._id()
-        hof = report["hall_of_fame"]
+        hof = result.hall_of_fame
         frame = hof.to_frame()
         self._replace_table(run_id, "hall_of_fame.json", frame)
         self.client.log_text(run_id, frame.to_csv(index=False), "hall_of_fame.csv")
         self._replace_table(run_id, "pareto_front.json", hof.pareto_frame())
-        history = pd.DataFrame(list(report["history"]), columns=list(_HISTORY_COLUMNS))
+        history = pd.DataFrame(list(result.history), columns=list(_HISTORY_COLUMNS))
         self._replace_table(run_id, "evaluations.json", history)
         markdown = hof.markdown()
         self.client.log_text(run_id, markdown, "hall_of_fame.md")
-        self._log_curve(run_id, report["best_curve"], report["budget"],
-                        report.get("strategy", ""))
-        run = self.client.get_run(run_id)
-        note = protocol_note(run.data.params)
+        self._log_curve(run_id, result.best_curve, result.budget, result.strategy)
+        note = protocol_note(self.params)
         rows = hof.rows()
         best = hof.best
         head = []
@@ -306,19 +350,20 @@ class Tracker:
                         f"{top['fitness']:.4f}; scored as `{top['rule']}`.")
         if note:
             head.append(note)
-        tags = {"stop_reason": report["status"],
+        tags = {"stop_reason": result.status,
                 NOTE_TAG: "\n\n".join(head + [markdown])}
         if best is not None:
             tags.update(best_rule=best.rule, best_fitness=f"{best.fitness:.6g}")
-            self._log_export(run_id, best.rule, report.get("export_settings"))
-            if run.data.metrics.get(HEADLINE) != float(best.fitness):
+            self._log_export(run_id, best.rule, result.export_settings, frame)
+            latest = self.client.get_run(run_id).data.metrics.get(HEADLINE)
+            if latest != float(best.fitness):
                 # (a batch logged, then dropped by an interrupt): the headline is the
                 # hall of fame's best, at the last step logged
                 steps = [m.step for m in self.client.get_metric_history(run_id, HEADLINE)]
                 self.log_metrics([(HEADLINE, best.fitness, max(steps, default=0))])
         self.set_tags(tags)
         if children:
-            self._log_children(run_id, hof, rows, run.info.run_name, note)
+            self._log_children(run_id, hof, rows, self.run_name, note)
         self.end(status)
 
     def _replace_table(self, run_id: str, artifact_file: str, frame: pd.DataFrame) -> None:
@@ -343,9 +388,14 @@ class Tracker:
         fig.tight_layout()
         self.client.log_figure(run_id, fig, "best_fitness.png")
 
-    def _log_export(self, run_id: str, rule: str, settings) -> None:
+    def _log_export(self, run_id: str, rule: str, settings, frame: pd.DataFrame) -> None:
+        """The best rule (rank 1 of the hall of fame ``frame``) as an exported class and
+        its spec, recording its search exactly as ``export --run`` does: from the row as
+        ``hall_of_fame.json`` holds it and the run's preset tag, else param."""
         name = default_class_name(rule)
-        origin = export_origin(run_id, 1, self.tracking_uri)   # as export --run records it
+        origin = SearchOrigin.from_entry(
+            _stored_rows(frame)[0], run_id=run_id,
+            preset=self.tags.get("preset") or self.params.get("preset"))
         self.client.log_text(run_id, export_source(rule, class_name=name, settings=settings,
                                                    origin=origin),
                              f"best_optimizer/{name}.py")
@@ -396,6 +446,12 @@ def _member_note(row: dict, size: int, parent_name: str, note: str) -> str:
     if note:
         lines.append(note)
     return "\n\n".join(lines)
+
+
+def _stored_rows(frame: pd.DataFrame) -> list[dict]:
+    """``frame``'s rows as a reader reads them back from the file ``log_table`` writes
+    (``to_json(orient="split")``: floats to pandas' default 10 digits, NaN as null)."""
+    return table_rows(frame.to_json(orient="split", index=False, date_format="iso"))
 
 
 # the columns of a search's evaluations.json (one row per candidate, in order)
