@@ -12,10 +12,12 @@ import pandas as pd
 from scipy.stats import mannwhitneyu
 
 from evo_nos.core.tables import records, write_table
-from evo_nos.experiments.compare import (BOOTSTRAP_SEED, SHOWN, MixedRunsError, SearchCurve,
-                                         bootstrap_interval, check_comparable, compare,
-                                         improvement_interval, markdown,
-                                         probability_of_improvement, summarise, verdicts)
+from evo_nos.experiments.compare import compare
+from evo_nos.experiments.curves import MixedRunsError, SearchCurve, check_comparable
+from evo_nos.experiments.rendering import SHOWN, markdown
+from evo_nos.experiments.report import summarise, verdicts
+from evo_nos.experiments.statistics import (BOOTSTRAP_SEED, bootstrap_interval,
+                                            improvement_interval, probability_of_improvement)
 from evo_nos.fitness.standin import StandInBackend
 from evo_nos.core.known import REFERENCE_NAMES, resolve
 from evo_nos.operators.space import SearchSpace
@@ -601,7 +603,7 @@ def test_the_new_tables_round_trip_through_csv_and_json(tmp_path):
 
 
 def test_curves_read_fractional_compute_from_the_evaluations_table(monkeypatch):
-    import evo_nos.experiments.compare as module
+    import evo_nos.experiments.curves as module
 
     rows = [{"index": 0, "status": "ok", "fitness": 0.3, "step": 40, "compute": 0.4,
              "elapsed": 1.0},

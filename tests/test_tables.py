@@ -10,7 +10,10 @@ import pytest
 from evo_nos.core.algebra import readable_latex
 from evo_nos.core.rules import Rule
 from evo_nos.core.tables import markdown, records, write_table
-from evo_nos.experiments.compare import SHOWN, SearchCurve, compare, summarise
+from evo_nos.experiments.compare import compare
+from evo_nos.experiments.curves import SearchCurve
+from evo_nos.experiments.rendering import SHOWN
+from evo_nos.experiments.report import summarise
 from evo_nos.experiments.references import ReferenceScore, ReferenceSet
 from evo_nos.fitness.evaluation import Evaluation
 from evo_nos.fitness.standin import StandInBackend
@@ -284,7 +287,7 @@ def test_report_tables_are_frames_with_one_value_per_cell():
 
 
 def test_report_markdown_renders_the_frames():
-    from evo_nos.experiments.compare import markdown as report_markdown
+    from evo_nos.experiments.rendering import markdown as report_markdown
 
     report = hand_report()
     text = report_markdown(report)

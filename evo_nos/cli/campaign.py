@@ -25,7 +25,7 @@ from evo_nos.cli.options import (EXIT_INTERRUPTED, EXIT_OK, Parser, add_search_o
                                  validate_search_args)
 from evo_nos.cli.errors import SEARCH_ERRORS, quiet_mlflow_store
 from evo_nos.experiments.campaign import CampaignPlan, load_plan_file, run_campaign
-from evo_nos.experiments.compare import markdown
+from evo_nos.experiments.rendering import markdown
 from evo_nos.strategies import strategy_names
 
 

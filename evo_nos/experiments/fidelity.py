@@ -39,6 +39,7 @@ from scipy import stats
 from evo_nos.core.files import write_atomic
 from evo_nos.core.known import REFERENCE_NAMES, resolve
 from evo_nos.core.tables import markdown, write_table
+from evo_nos.experiments.statistics import bootstrap_interval
 from evo_nos.fitness.backend import FitnessBackend
 from evo_nos.fitness.screen import screen
 from evo_nos.fitness.tasks import Task, load_task, preset_key
@@ -149,25 +150,18 @@ def measure(presets, seeds, out: str | Path, *, rules: list[str] | None = None,
 # -- the statistics -----------------------------------------------------------------------------
 def _correlation_ci(x: np.ndarray, y: np.ndarray, kind: str, seed: int) -> tuple:
     """(value, low, high) of Spearman's rho or Kendall's tau between x and y, with a
-    95% paired percentile bootstrap over the pairs.  Resamples whose values are all
-    equal have no correlation and are left out (scipy.stats.bootstrap would turn the
-    whole interval into nan), so the interval is the percentiles of the rest."""
+    95% paired percentile bootstrap over the pairs (:func:`bootstrap_interval`,
+    ``paired``: resamples whose values are all equal have no correlation and are left
+    out); no interval with fewer than 3 pairs."""
     def statistic(a, b):
         value = (stats.spearmanr(a, b) if kind == "spearman" else stats.kendalltau(a, b))
         return float(value.statistic)
 
     with warnings.catch_warnings():      # a resample of equal values has no correlation
         warnings.simplefilter("ignore")
-        value = statistic(x, y)
-        if len(x) < 3 or not math.isfinite(value):
-            return value, math.nan, math.nan
-        picks = np.random.default_rng(seed).integers(0, len(x), (BOOTSTRAP_RESAMPLES, len(x)))
-        values = np.array([statistic(x[i], y[i]) for i in picks])
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
-        return value, math.nan, math.nan
-    low, high = np.percentile(values, [2.5, 97.5])
-    return value, float(low), float(high)
+        interval = bootstrap_interval((x, y), statistic, paired=True, min_size=3,
+                                      resamples=BOOTSTRAP_RESAMPLES, seed=seed)
+    return interval.estimate, interval.low, interval.high
 
 
 def rule_means(scores: pd.DataFrame) -> pd.DataFrame:
