@@ -148,7 +148,7 @@ def measure(presets, seeds, out: str | Path, *, rules: list[str] | None = None,
 
 
 # -- the statistics -----------------------------------------------------------------------------
-def _correlation_ci(x: np.ndarray, y: np.ndarray, kind: str, seed: int) -> tuple:
+def correlation_ci(x: np.ndarray, y: np.ndarray, kind: str, seed: int) -> tuple:
     """(value, low, high) of Spearman's rho or Kendall's tau between x and y, with a
     95% paired percentile bootstrap over the pairs (:func:`bootstrap_interval`,
     ``paired``: resamples whose values are all equal have no correlation and are left
@@ -223,9 +223,9 @@ def summarize(scores: pd.DataFrame, *, reference: str | None = None,
             else math.nan
         se = float(np.nanmean(group["se"])) if (group["seeds"] > 1).any() else math.nan
         spread = float(group["mean"].std(ddof=1))
-        rho = _correlation_ci(table[reference].to_numpy(), table[preset].to_numpy(),
+        rho = correlation_ci(table[reference].to_numpy(), table[preset].to_numpy(),
                               "spearman", seed)
-        tau = _correlation_ci(table[reference].to_numpy(), table[preset].to_numpy(),
+        tau = correlation_ci(table[reference].to_numpy(), table[preset].to_numpy(),
                               "kendall", seed)
         rows.append({"preset": preset, "rules": len(group),
                      "seeds": int(group["seeds"].min()),
@@ -235,7 +235,7 @@ def summarize(scores: pd.DataFrame, *, reference: str | None = None,
                      "seed_sd": sd, "snr": spread / se if se and se > 0 else math.nan,
                      "spearman": rho[0], "spearman_low": rho[1], "spearman_high": rho[2],
                      "kendall": tau[0], "kendall_low": tau[1], "kendall_high": tau[2],
-                     "spearman_top": _correlation_ci(top[reference].to_numpy(),
+                     "spearman_top": correlation_ci(top[reference].to_numpy(),
                                                      top[preset].to_numpy(), "spearman",
                                                      seed)[0],
                      "top_rules": len(top)})

@@ -92,12 +92,14 @@ def suite_size(preset: str | Path) -> str:
 
 def load_suite(preset: str | Path = "cpu", tasks=DEFAULT_TASKS, *, data: str | None = None,
                final_epochs: float | None = None, threads: int | None = None,
-               seeds: int | None = None) -> list:
+               seeds: int | None = None, schedule: str | None = None,
+               warmup: int | None = None) -> list:
     """The held-out tasks: ``tasks`` (built-in names, ``MODULE:NAME`` / ``FILE.py:NAME``
     specs or :class:`HeldOutTask` objects) at the size of ``preset``, the image task's
     settings from the transfer preset (or ``.toml``) ``preset`` with ``data`` as its
     source.  Overrides (None: the task's own) apply to every task: ``final_epochs`` (a
-    final run of that length at the chosen lr), ``threads``, ``seeds`` (seeds 0..N-1)."""
+    final run of that length at the chosen lr), ``threads``, ``seeds`` (seeds 0..N-1),
+    ``schedule`` and ``warmup`` (the lr schedule of every run, every optimizer's)."""
     size = suite_size(preset)
     images = None
     if "images" in tasks:
@@ -112,7 +114,8 @@ def load_suite(preset: str | Path = "cpu", tasks=DEFAULT_TASKS, *, data: str | N
     if seeds is not None and seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
     changes = {k: v for k, v in (("final_epochs", final_epochs), ("threads", threads),
-                                 ("seeds", None if seeds is None else tuple(range(seeds))))
+                                 ("seeds", None if seeds is None else tuple(range(seeds))),
+                                 ("schedule", schedule), ("warmup", warmup))
                if v is not None}
     return [t.replace(**changes) for t in suite]
 
