@@ -95,7 +95,7 @@ from evo_nos.fitness.baselines import BASELINES, baseline_factory, is_baseline
 from evo_nos.fitness.data import TensorData
 from evo_nos.fitness.models import SequenceLSTM, TabularMLP, seeded
 from evo_nos.fitness.protocol import MAX, Candidate, Score, TaskSetup, lone_trainer, score
-from evo_nos.fitness.tasks import Task, load_task
+from evo_nos.fitness.tasks import Task, load_task, preset_sections
 from evo_nos.fitness.train import child_setup, rule_factory, task_data
 from evo_nos.optim.schedules import SCHEDULES
 
@@ -264,41 +264,19 @@ def split3(x: torch.Tensor, y: torch.Tensor, n_train: int, n_val: int) -> tuple:
 
 
 # -- the built-in tasks -------------------------------------------------------------------------
-# sizes of the sequence and tabular tasks per preset (the image task's: presets/transfer/*.toml)
-SEEDS = {"quick": (0, 1), "cpu": (0, 1), "gpu": (0, 1, 2)}
-DECADES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
-SEQUENCE = {
-    "quick": dict(n_train=1200, n_val=300, n_test=500, length=20, vocab=8, n_classes=4,
-                  embed=16, hidden=32, lrs=(1e-3, 1e-2, 1e-1), epochs=2, batch_size=50,
-                  threads=1),
-    "cpu": dict(n_train=4000, n_val=1000, n_test=2000, length=48, vocab=12, n_classes=6,
-                favour=1.3, embed=32, hidden=64, lrs=DECADES, epochs=3, batch_size=64,
-                threads=0),
-    "gpu": dict(n_train=40000, n_val=5000, n_test=10000, length=64, vocab=16, n_classes=8,
-                favour=1.2, embed=64, hidden=128, lrs=DECADES, epochs=5, batch_size=128,
-                threads=0),
-}
-TABULAR = {
-    "quick": dict(n_train=1200, n_val=300, n_test=500, n_features=12, n_informative=6,
-                  n_classes=3, hidden=32, depth=2, lrs=(1e-3, 1e-2, 1e-1), epochs=4,
-                  batch_size=50, threads=1),
-    "cpu": dict(n_train=8000, n_val=2000, n_test=4000, n_features=24, n_informative=10,
-                n_classes=4, hidden=64, depth=2, lrs=DECADES, epochs=10, batch_size=64,
-                threads=0),
-    "gpu": dict(n_train=50000, n_val=10000, n_test=20000, n_features=32, n_informative=12,
-                n_classes=5, hidden=256, depth=3, lrs=DECADES, epochs=20, batch_size=128,
-                threads=0),
-}
 # the image task's Task keys that describe data and network (the protocol's are the task's)
 IMAGE_KEYS = ("data", "n_train", "n_val", "n_test", "image_size", "n_classes", "translate",
               "flip", "model", "width", "head", "blocks", "channels_last")
 DATA_SEED = 7        # the generated sets' seed (any fixed number: no search sees them)
 
 
-def _size(size: str, table: dict) -> dict:
-    if size not in table:
-        raise ValueError(f"unknown size {size!r}; sizes: {list(table)}")
-    return dict(table[size])
+def suite_settings(size: str, section: str):
+    """The settings of ``section`` (``suite``, ``sequence``, ``tabular``) in the transfer
+    preset of ``size`` (``presets/transfer/<size>.toml``); lists as tuples."""
+    if size not in SIZES:
+        raise ValueError(f"unknown size {size!r}; sizes: {list(SIZES)}")
+    table = preset_sections(size, group="transfer")[section]
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in table.items()}
 
 
 def image_task(task: Task, *, seeds: tuple | None = None, size: str = "cpu") -> HeldOutTask:
@@ -317,7 +295,7 @@ def image_task(task: Task, *, seeds: tuple | None = None, size: str = "cpu") -> 
     return HeldOutTask(
         "images", "conv", build, lrs=task.lrs, sweep_epochs=task.sweep_epochs,
         final_epochs=task.final_epochs, batch_size=task.batch_size,
-        eval_batch_size=task.eval_batch_size, seeds=seeds or SEEDS.get(size, (0, 1)),
+        eval_batch_size=task.eval_batch_size, seeds=seeds or suite_settings(size, "suite")["seeds"],
         data_seed=task.data_seed, check_every=task.check_every, threads=task.threads,
         schedule=task.schedule, warmup=task.warmup,
         description=(f"{net} on {task.n_train} `{task.data}` images ({task.image_size}px; "
@@ -332,7 +310,7 @@ def _generated_task(name: str, family: str, build, c: dict, size: str,
     (the rest of ``c`` describes the data and the network)."""
     return HeldOutTask(
         name, family, build, lrs=c["lrs"], sweep_epochs=c["epochs"],
-        batch_size=c["batch_size"], seeds=SEEDS[size], data_seed=DATA_SEED,
+        batch_size=c["batch_size"], seeds=suite_settings(size, "suite")["seeds"], data_seed=DATA_SEED,
         threads=c["threads"], description=description,
         settings={k: v for k, v in c.items()
                   if k not in ("lrs", "epochs", "batch_size", "threads")})
@@ -340,7 +318,7 @@ def _generated_task(name: str, family: str, build, c: dict, size: str,
 
 def sequence_task(size: str = "cpu") -> HeldOutTask:
     """The recurrent task: an LSTM counts votes (:func:`majority_sequences`)."""
-    c = _size(size, SEQUENCE)
+    c = suite_settings(size, "sequence")
 
     def build(seed: int, device) -> TaskSetup:
         x, y = majority_sequences(c["n_train"] + c["n_val"] + c["n_test"], length=c["length"],
@@ -360,7 +338,7 @@ def sequence_task(size: str = "cpu") -> HeldOutTask:
 def tabular_task(size: str = "cpu") -> HeldOutTask:
     """The MLP task: a random teacher's labels of raw tabular features
     (:func:`teacher_table`)."""
-    c = _size(size, TABULAR)
+    c = suite_settings(size, "tabular")
 
     def build(seed: int, device) -> TaskSetup:
         x, y = teacher_table(c["n_train"] + c["n_val"] + c["n_test"],

@@ -179,26 +179,43 @@ def _check_keys(values: dict, source: str = "task settings") -> dict:
     return values
 
 
-def load_task(name_or_path: str | Path = "smoke", *, group: str = "", **overrides) -> Task:
-    """A preset by name (one of ``presets(group)``) or a TOML file path, with overrides.
-
-    Overrides whose value is None are ignored (so CLI options left unset change nothing).
-    """
+def _preset_file(name_or_path: str | Path, group: str) -> tuple[Path, str]:
+    """(path, name) of a preset by name (one of ``presets(group)``) or a TOML path."""
     text = str(name_or_path)
     path = Path(text).expanduser()
     if text.endswith(".toml") or path.is_file():
         if not path.is_file():
             raise FileNotFoundError(f"task file {path} does not exist")
-        name = path.stem
-    else:
-        folder = presets_dir() / group
-        path = folder / f"{text}.toml"
-        if not path.is_file():
-            raise ValueError(f"unknown preset {text!r}; presets: {presets(group)} "
-                             f"(in {folder}), or give a path to a .toml file")
-        name = text
+        return path, path.stem
+    folder = presets_dir() / group
+    path = folder / f"{text}.toml"
+    if not path.is_file():
+        raise ValueError(f"unknown preset {text!r}; presets: {presets(group)} "
+                         f"(in {folder}), or give a path to a .toml file")
+    return path, text
+
+
+def _read_preset(path: Path) -> tuple[dict, dict]:
+    """A preset file's Task keys and its ``[section]`` tables (other tasks' settings)."""
     with open(path, "rb") as fh:
         values = tomllib.load(fh)
+    sections = {k: v for k, v in values.items() if isinstance(v, dict)}
+    return {k: v for k, v in values.items() if k not in sections}, sections
+
+
+def preset_sections(name_or_path: str | Path, *, group: str = "") -> dict:
+    """The ``[section]`` tables of a preset: settings of tasks beside its Task (the
+    transfer presets' ``[suite]``, ``[sequence]`` and ``[tabular]``)."""
+    return _read_preset(_preset_file(name_or_path, group)[0])[1]
+
+
+def load_task(name_or_path: str | Path = "smoke", *, group: str = "", **overrides) -> Task:
+    """A preset by name (one of ``presets(group)``) or a TOML file path, with overrides.
+
+    Overrides whose value is None are ignored (so CLI options left unset change nothing).
+    """
+    path, name = _preset_file(name_or_path, group)
+    values, _ = _read_preset(path)
     _check_keys(values, str(path))
     values.setdefault("name", name)
     values.update(_check_keys({k: v for k, v in overrides.items() if v is not None},
