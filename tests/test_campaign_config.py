@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from evo_nos.cli.campaign import build_parser, main, plan_from_args
-from evo_nos.cli.options import EXIT_ERROR, EXIT_OK
+from evo_nos.cli.errors import EXIT_ERROR, EXIT_OK
 from evo_nos.experiments.campaign import PLAN_KEYS, CampaignPlan, load_plan_file
 from evo_nos.experiments.references import fitness_key
 from evo_nos.fitness.factory import make_backend

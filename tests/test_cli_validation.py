@@ -19,8 +19,9 @@ from evo_nos.cli import fidelity as fidelity_cli
 from evo_nos.cli import references as references_cli
 from evo_nos.cli import run as run_cli
 from evo_nos.cli import transfer as transfer_cli
-from evo_nos.cli.options import (EXIT_ERROR, EXIT_INTERRUPTED, MAX_SPACE_BINARY, guarded,
-                                 validate_search_args)
+from evo_nos.cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, guarded
+from evo_nos.cli.option_types import MAX_SPACE_BINARY
+from evo_nos.cli.options import validate_search_args
 from evo_nos.core.rules import MAX_RULE_DEPTH, Rule, RuleSyntaxError
 from evo_nos.operators.space import SearchSpace
 

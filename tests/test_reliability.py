@@ -12,7 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from evo_nos.cli import run as cli
-from evo_nos.cli.options import EXIT_INTERRUPTED
+from evo_nos.cli.errors import EXIT_INTERRUPTED
 from evo_nos.core.files import FileLock
 from evo_nos.search import (CHECKPOINT_FILE, PREVIOUS_FILE, CheckpointError, FunnelSettings,
                             Search, SearchInUse, SearchState, load_checkpoint, new_search_dir)

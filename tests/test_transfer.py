@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from evo_nos.cli.options import split_list
+from evo_nos.cli.option_types import split_list
 from evo_nos.cli.transfer import main
 from evo_nos.experiments.transfer import (Candidate, TransferRow, baseline_candidates,
                                           load_suite, load_transfer_task, markdown, mean_se,

@@ -19,11 +19,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from evo_nos.cli.options import (EXIT_INTERRUPTED, EXIT_OK, Parser, add_search_options, error,
-                                 funnel_args_from, reference_names, rule_settings_from,
-                                 space_args_from, strategy_settings_from,
+from evo_nos.cli.errors import (EXIT_INTERRUPTED, EXIT_OK, Parser, SEARCH_ERRORS, error,
+                                quiet_mlflow_store)
+from evo_nos.cli.option_types import reference_names
+from evo_nos.cli.options import (add_search_options, funnel_args_from, space_args_from,
                                  validate_search_args)
-from evo_nos.cli.errors import SEARCH_ERRORS, quiet_mlflow_store
+from evo_nos.cli.settings import rule_settings_from, strategy_settings_from
 from evo_nos.experiments.campaign import CampaignPlan, load_plan_file, run_campaign
 from evo_nos.experiments.rendering import markdown
 from evo_nos.strategies import strategy_names

@@ -14,8 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from evo_nos.cli.options import (EXIT_OK, Parser, describe, error, folder_path, guarded,
-                                 positive_int, strategy_list)
+from evo_nos.cli.errors import EXIT_OK, Parser, describe, error, guarded
+from evo_nos.cli.option_types import folder_path, positive_int, strategy_list
 from evo_nos.experiments.compare import compare
 from evo_nos.experiments.rendering import markdown
 from evo_nos.search.defaults import DEFAULT_OUT

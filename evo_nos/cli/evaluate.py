@@ -16,8 +16,9 @@ import argparse
 import json
 import sys
 
-from evo_nos.cli.options import (EXIT_OK, Parser, add_device_option, data_spec, describe,
-                                 error, guarded, nonnegative_int, preset_option, rule_value)
+from evo_nos.cli.errors import EXIT_OK, Parser, describe, error, guarded
+from evo_nos.cli.option_types import data_spec, nonnegative_int, preset_option, rule_value
+from evo_nos.cli.options import add_device_option
 from evo_nos.fitness.backend import FitnessBackend, resolve_device
 from evo_nos.fitness.data import DataError
 from evo_nos.fitness.tasks import load_task

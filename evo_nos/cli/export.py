@@ -16,8 +16,9 @@ import argparse
 import dataclasses
 import sys
 
-from evo_nos.cli.options import (EXIT_OK, Parser, describe, guarded, parse_settings,
-                                 positive_int, py_file_path, rule_value)
+from evo_nos.cli.errors import EXIT_OK, Parser, describe, guarded
+from evo_nos.cli.option_types import positive_int, py_file_path, rule_value
+from evo_nos.cli.settings import parse_settings
 from evo_nos.core.algebra import readable, simplify
 from evo_nos.core.known import resolve
 from evo_nos.core.primitives import RuleSettings

@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from evo_nos.cli.options import (EXIT_OK, Parser, add_device_option, bad_input, data_spec,
-                                 describe, error, folder_path, guarded, job_count,
-                                 nonnegative_int, preset_option, reference_names,
-                                 rule_names)
+from evo_nos.cli.errors import EXIT_OK, Parser, bad_input, describe, error, guarded
+from evo_nos.cli.option_types import (data_spec, folder_path, job_count, nonnegative_int,
+                                      preset_option, reference_names, rule_names)
+from evo_nos.cli.options import add_device_option
 from evo_nos.core.known import REFERENCE_NAMES
 from evo_nos.experiments.fidelity import N_RANDOM, PANEL_SEED, measure, panel, summarize
 from evo_nos.fitness.data import DataError

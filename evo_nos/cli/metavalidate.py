@@ -16,8 +16,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from evo_nos.cli.options import (EXIT_OK, Parser, add_device_option, data_spec, describe,
-                                 error, folder_path, guarded, nonnegative_int, split_list)
+from evo_nos.cli.errors import EXIT_OK, Parser, describe, error, guarded
+from evo_nos.cli.option_types import data_spec, folder_path, nonnegative_int, split_list
+from evo_nos.cli.options import add_device_option
 from evo_nos.core.tables import write_table
 from evo_nos.experiments.metavalidation import (N_RANDOM, meta_validate, panel_rules,
                                                 report_text)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from evo_nos.cli.options import (EXIT_OK, Parser, add_fitness_options, add_reference_option,
-                                 add_tracking_options, bad_input, describe, error, guarded,
-                                 nonnegative_int, reference_names, rule_names)
+from evo_nos.cli.errors import EXIT_OK, Parser, bad_input, describe, error, guarded
+from evo_nos.cli.option_types import nonnegative_int, reference_names, rule_names
+from evo_nos.cli.options import add_fitness_options, add_reference_option, add_tracking_options
 from evo_nos.experiments.references import score_references
 from evo_nos.fitness.data import DataError
 from evo_nos.fitness.factory import make_backend

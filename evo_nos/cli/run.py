@@ -27,11 +27,12 @@ import sys
 import time
 from pathlib import Path
 
-from evo_nos.cli.options import (EXIT_INTERRUPTED, Parser, add_search_options, describe,
-                                 funnel_args_from, rule_settings_from, space_args_from,
-                                 strategy_settings_from, validate_search_args)
 from evo_nos.cli.campaign import add_campaign_options, main as campaign_main, wants_campaign
-from evo_nos.cli.errors import SEARCH_ERRORS, quiet_mlflow_store
+from evo_nos.cli.errors import (EXIT_INTERRUPTED, Parser, SEARCH_ERRORS, describe,
+                                quiet_mlflow_store)
+from evo_nos.cli.options import (add_search_options, funnel_args_from, space_args_from,
+                                 validate_search_args)
+from evo_nos.cli.settings import rule_settings_from, strategy_settings_from
 from evo_nos.fitness.backend import FitnessBackend
 from evo_nos.fitness.data import IMAGEFOLDER, SYNTHETIC, parse_data_spec
 from evo_nos.fitness.factory import joblib_backend, make_backend

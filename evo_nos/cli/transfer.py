@@ -22,10 +22,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from evo_nos.cli.options import (EXIT_OK, Parser, add_device_option, data_spec, describe,
-                                 error, existing_file, folder_path, guarded,
-                                 nonnegative_int, positive_float, positive_int,
-                                 reference_names, rule_names, split_list)
+from evo_nos.cli.errors import EXIT_OK, Parser, describe, error, guarded
+from evo_nos.cli.option_types import (data_spec, existing_file, folder_path, nonnegative_int,
+                                      positive_float, positive_int, reference_names, rule_names,
+                                      split_list)
+from evo_nos.cli.options import add_device_option
 from evo_nos.core.known import name_of, resolve
 from evo_nos.fitness.baselines import BASELINES, DEFAULT_BASELINES
 from evo_nos.experiments.transfer import (DEFAULT_REFERENCES, DEFAULT_TASKS, Candidate,
