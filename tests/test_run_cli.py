@@ -158,3 +158,26 @@ def test_a_bad_rule_setting_is_refused_by_name(tmp_path, store):
     with pytest.raises(SystemExit, match="beta1 must be in"):
         cli.main(["--preset", "smoke", "--quiet", "--out", str(tmp_path / "r"),
                   "--set", "beta1=1.5"])
+
+
+def test_set_schedule_trains_every_child_on_it_and_logs_it(tmp_path, store):
+    """--set schedule=cosine: the task's schedule (an MLflow param and in the checkpoint),
+    and other scores than the same search at a constant rate (same seed, same rules)."""
+    def search(*extra):
+        out = tmp_path / ("runs" + "".join(extra))
+        assert cli.main(["--preset", "smoke", "--strategy", "random", "--budget", "2",
+                         "--quiet", "--out", str(out), "--funnel-top", "0", *extra]) == 0
+        (folder,) = out.iterdir()
+        return load_checkpoint(folder)
+    constant = search()
+    cosine = search("--set", "schedule=cosine", "--set", "warmup=3")
+    assert cosine["config"]["task_settings"] == {"schedule": "cosine", "warmup": 3}
+    runs = parent_runs(store)
+    assert [r.data.params.get("task.schedule") for r in runs] == [None, "cosine"]
+    assert runs[1].data.params["task.warmup"] == "3"
+    rules = [[e["rule"] for e in state["history"]] for state in (constant, cosine)]
+    assert rules[0] == rules[1]
+    scores = [[e["lr_scores"] for e in state["history"]] for state in (constant, cosine)]
+    assert scores[0] != scores[1]
+    with pytest.raises(SystemExit, match="schedule must be one of"):
+        run_main(tmp_path, "--budget", "2", "--set", "schedule=step")

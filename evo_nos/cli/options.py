@@ -144,7 +144,9 @@ def add_search_options(p: argparse.ArgumentParser) -> None:
                     help="any strategy setting (repeatable), e.g. --set population=50, or a "
                          "setting of the primitive set, e.g. --set bias_correction=false "
                          f"(one of {', '.join(RULE_SETTINGS)}): it applies to every "
-                         "training of the search and to its exported optimizer")
+                         "training of the search and to its exported optimizer; or the "
+                         "protocol's lr schedule, e.g. --set schedule=cosine --set warmup=20 "
+                         "(schedule: constant | cosine | linear)")
     add_tracking_options(p)
     o = p.add_argument_group("output")
     o.add_argument("--run-name", help="MLflow run name")

@@ -32,7 +32,8 @@ from evo_nos.cli.errors import (EXIT_INTERRUPTED, Parser, SEARCH_ERRORS, describ
                                 quiet_mlflow_store)
 from evo_nos.cli.options import (add_search_options, funnel_args_from, space_args_from,
                                  validate_search_args)
-from evo_nos.cli.settings import rule_settings_from, strategy_settings_from
+from evo_nos.cli.settings import (protocol_settings_from, rule_settings_from,
+                                  strategy_settings_from)
 from evo_nos.fitness.backend import FitnessBackend
 from evo_nos.fitness.data import IMAGEFOLDER, SYNTHETIC, parse_data_spec
 from evo_nos.fitness.factory import joblib_backend, make_backend
@@ -185,6 +186,7 @@ def _search(args, claimed: list) -> int:
             "strategy_args": strategy_args, "space_args": space_args_from(args),
             "experiment": args.experiment or DEFAULT_EXPERIMENT,
             "funnel": funnel, "hurdle": args.hurdle, "rule_settings": rule_settings,
+            "task_settings": protocol_settings_from(args),
         }
         budget = args.budget or default_budget(config["preset"])
         joblib_name = config["joblib_backend"]

@@ -4,10 +4,12 @@ A setting's text is typed by its default (true/false for a bool, an integer, a n
 the text for a str) or, where the default is None, by its declared annotation (e.g.
 ``int | None``: an integer or ``none``); a value of the wrong type is refused naming the
 key (``argparse.ArgumentTypeError``).  A key is a strategy setting (any strategy's
-constructor keyword, :func:`all_strategy_defaults`) or one of the primitive set's
-(:data:`RULE_SETTINGS`, :class:`~evo_nos.core.primitives.RuleSettings`).
-:func:`strategy_settings_from` and :func:`rule_settings_from` collect from parsed
-arguments what goes to the strategy and to the primitive set.
+constructor keyword, :func:`all_strategy_defaults`), one of the primitive set's
+(:data:`RULE_SETTINGS`, :class:`~evo_nos.core.primitives.RuleSettings`) or one of the
+protocol's (:data:`PROTOCOL_SETTINGS`: the lr schedule of every training).
+:func:`strategy_settings_from`, :func:`rule_settings_from` and
+:func:`protocol_settings_from` collect from parsed arguments what goes to the strategy,
+the primitive set and the task.
 """
 from __future__ import annotations
 
@@ -18,11 +20,14 @@ import typing
 
 from evo_nos.cli.errors import describe
 from evo_nos.core.primitives import RuleSettings
+from evo_nos.fitness.tasks import SCHEDULE_KEYS, Task
 from evo_nos.strategies import STRATEGIES, strategy_class, strategy_defaults, strategy_names
 
 _TRUE, _FALSE = ("true", "1", "on", "yes"), ("false", "0", "off", "no")
 
 RULE_SETTINGS = RuleSettings().as_dict()     # the primitive set's settings and defaults
+# the task's settings --set may change: the lr schedule of every training, and defaults
+PROTOCOL_SETTINGS = {key: getattr(Task(), key) for key in SCHEDULE_KEYS}
 
 
 def split_setting(text: str) -> tuple[str, str]:
@@ -163,6 +168,12 @@ def setting_item(text: str) -> str:
     """The type of ``--set``: ``KEY=VALUE`` with a known KEY (a strategy setting or one of
     the primitive set's) and a VALUE of its type (the item stays the text)."""
     key, value = split_setting(text)
+    if key in PROTOCOL_SETTINGS:
+        try:
+            Task(**{key: typed_value(key, value, PROTOCOL_SETTINGS[key])})
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(describe(err)) from None
+        return text
     if key in RULE_SETTINGS:
         typed = typed_value(key, value, RULE_SETTINGS[key])
         try:
@@ -174,7 +185,8 @@ def setting_item(text: str) -> str:
     if key not in defaults:
         raise argparse.ArgumentTypeError(
             f"unknown setting {key!r}; strategy settings: {', '.join(sorted(defaults))}; "
-            f"primitive-set settings: {', '.join(RULE_SETTINGS)}")
+            f"primitive-set settings: {', '.join(RULE_SETTINGS)}; protocol settings: "
+            f"{', '.join(PROTOCOL_SETTINGS)}")
     typed_value(key, value, defaults[key], all_strategy_kinds().get(key))
     return text
 
@@ -190,7 +202,8 @@ def strategy_settings_from(args, strategies=None) -> dict:
             settings[key] = typed_value(key, value, defaults.get(key), kinds.get(key)) \
                 if isinstance(value, str) else value
     items = [i for i in getattr(args, "settings", None) or []
-             if split_setting(i)[0] not in RULE_SETTINGS]
+             if split_setting(i)[0] not in RULE_SETTINGS
+             and split_setting(i)[0] not in PROTOCOL_SETTINGS]
     settings.update(parse_settings(items, defaults, kinds=kinds))
     return settings
 
@@ -203,3 +216,11 @@ def rule_settings_from(args) -> dict:
     out = parse_settings(items, RULE_SETTINGS)
     RuleSettings.from_dict(out)                 # a bad value is refused here, by name
     return out
+
+
+def protocol_settings_from(args) -> dict:
+    """The task settings (:data:`PROTOCOL_SETTINGS`: ``schedule``, ``warmup``) a command
+    line's ``--set`` gives, typed; {} for none."""
+    items = [i for i in getattr(args, "settings", None) or []
+             if split_setting(i)[0] in PROTOCOL_SETTINGS]
+    return parse_settings(items, PROTOCOL_SETTINGS)

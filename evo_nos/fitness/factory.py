@@ -20,8 +20,9 @@ JOBLIB_BACKENDS = ("loky", "threading", "dask", "ray")
 def make_backend(config: dict):
     """The backend a config describes: ``fitness="standin:TARGET"`` for the stand-in,
     else the real one on ``preset`` (a name or a .toml path) with ``data``, ``seed``,
-    ``n_jobs``, ``device``, ``hurdle`` and ``rule_settings`` (a :class:`RuleSettings`
-    dict).  Raises ValueError naming what is wrong."""
+    ``n_jobs``, ``device``, ``hurdle``, ``rule_settings`` (a :class:`RuleSettings`
+    dict) and ``task_settings`` (Task fields over the preset's, e.g. ``schedule``).
+    Raises ValueError naming what is wrong."""
     fitness = config.get("fitness")
     if fitness:
         kind, _, target = fitness.partition(":")
@@ -30,7 +31,8 @@ def make_backend(config: dict):
         return StandInBackend(target)
     if not config.get("preset"):
         raise ValueError("give --preset or --fitness")
-    task = load_task(config["preset"], data=config.get("data"))
+    task = load_task(config["preset"], data=config.get("data"),
+                     **(config.get("task_settings") or {}))
     return FitnessBackend(task, seed=config.get("seed", 0), n_jobs=config.get("n_jobs", 1),
                           device=config.get("device", "auto"), hurdle=config.get("hurdle"),
                           settings=config.get("rule_settings"))
