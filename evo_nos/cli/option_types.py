@@ -18,6 +18,7 @@ from pathlib import Path
 from evo_nos.cli.errors import describe
 from evo_nos.core.known import resolve
 from evo_nos.core.rules import MAX_RULE_DEPTH
+from evo_nos.fitness.baselines import BASELINES
 from evo_nos.fitness.data import IMAGEFOLDER, DataError, parse_data_spec
 from evo_nos.fitness.tasks import load_task
 from evo_nos.operators.space import SearchSpace
@@ -248,3 +249,13 @@ def reference_names(text: str | None) -> tuple:
     if text.lower() in ("", "none"):
         return ()
     return tuple(split_list(text))
+
+
+def baseline_names(text: str) -> str:
+    """The type of ``--baselines``: comma-separated baseline names
+    (:data:`~evo_nos.fitness.baselines.BASELINES`), or ``none``."""
+    unknown = [n for n in reference_names(text) if n not in BASELINES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown baseline(s) {', '.join(unknown)}; "
+                                         f"baselines: {', '.join(BASELINES)}")
+    return text

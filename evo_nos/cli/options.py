@@ -15,13 +15,14 @@ from __future__ import annotations
 import argparse
 
 from evo_nos.cli.errors import bad_input, describe
-from evo_nos.cli.option_types import (MAX_SPACE_BINARY, data_spec, device_name, fitness_spec,
+from evo_nos.cli.option_types import (MAX_SPACE_BINARY, baseline_names, data_spec, device_name, fitness_spec,
                                       folder_path, job_count, max_binary, nonnegative_int,
                                       positive_float, positive_int, preset_option, quantile,
                                       rule_names, space_names)
 from evo_nos.cli.settings import (RULE_SETTINGS, named_strategy_options, rule_settings_from,
                                   setting_item, strategy_setting, strategy_settings_from)
 from evo_nos.core.known import REFERENCE_NAMES
+from evo_nos.fitness.baselines import BASELINES, DEFAULT_BASELINES
 from evo_nos.fitness.factory import JOBLIB_BACKENDS
 from evo_nos.operators.space import ROOTS, SearchSpace
 from evo_nos.search.defaults import (DEFAULT_BUDGETS, DEFAULT_HALL_OF_FAME, DEFAULT_OUT,
@@ -160,6 +161,14 @@ def add_reference_option(p: argparse.ArgumentParser, default=REFERENCE_NAMES) ->
     p.add_argument("--references", default=",".join(default), metavar="NAMES|none",
                    type=rule_names,
                    help="known rules to score as references (comma-separated; none: skip)")
+
+
+def add_baseline_option(p: argparse.ArgumentParser, default=DEFAULT_BASELINES) -> None:
+    p.add_argument("--baselines", default=",".join(default) or "none", metavar="NAMES|none",
+                   type=baseline_names,
+                   help="torch optimizers scored by the same protocol (lr sweep, schedule): "
+                        f"{', '.join(BASELINES)} (comma-separated; default "
+                        f"{','.join(default) or 'none'}; none: skip)")
 
 
 # -- checks that need several options: right after parse_args, before any work --------------

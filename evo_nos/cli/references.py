@@ -14,7 +14,8 @@ import sys
 
 from evo_nos.cli.errors import EXIT_OK, Parser, bad_input, describe, error, guarded
 from evo_nos.cli.option_types import nonnegative_int, reference_names, rule_names
-from evo_nos.cli.options import add_fitness_options, add_reference_option, add_tracking_options
+from evo_nos.cli.options import (add_baseline_option, add_fitness_options, add_reference_option,
+                                 add_tracking_options)
 from evo_nos.experiments.references import score_references
 from evo_nos.fitness.data import DataError
 from evo_nos.fitness.factory import make_backend
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_reference_option(p)
     p.add_argument("--names", dest="references", type=rule_names, metavar="NAMES",
                    help="the same as --references (its older spelling)")
+    add_baseline_option(p)
     add_tracking_options(p)
     p.add_argument("--force", action="store_true", help="score again even if logged before")
     return p
@@ -49,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
             backend = make_backend({"preset": args.preset, "fitness": args.fitness,
                                     "data": args.data, "seed": seed, "n_jobs": args.n_jobs or 1,
                                     "device": args.device or "auto"})
+            baselines = reference_names(args.baselines) if args.preset else ()
             refs = score_references(backend, preset=preset, seed=seed, names=names,
+                                    baselines=baselines,
                                     experiment=args.experiment or DEFAULT_EXPERIMENT,
                                     tracking_uri=args.tracking_uri, force=args.force)
             how = f"scored {len(refs.scored)}" if refs.scored else "all reused"

@@ -12,7 +12,8 @@
 The suite (``--tasks``, default ``images,sequence,tabular``, plus every ``--task``) is
 sized by ``--preset`` (quick | cpu | gpu; default gpu on a GPU, cpu otherwise; a
 ``.toml`` file sets the image task's Task keys, the other tasks at the default size).
-Beside the rules, torch's ``torch.optim.Adam`` and ``SGD(momentum=0.9)`` (``--baselines``)
+Beside the rules, the baselines (``--baselines``: Adam, AdamW, SGD with momentum and
+Nesterov momentum, Lion)
 get the same lr sweep.  The image task trains on ``--data``, else the searches' data
 source, else the preset's ``data``.  What is trained and scored:
 :mod:`evo_nos.experiments.transfer` and :mod:`evo_nos.fitness.heldout`.
@@ -26,9 +27,8 @@ from evo_nos.cli.errors import EXIT_OK, Parser, describe, error, guarded
 from evo_nos.cli.option_types import (data_spec, existing_file, folder_path, nonnegative_int,
                                       positive_float, positive_int, reference_names, rule_names,
                                       split_list)
-from evo_nos.cli.options import add_device_option
+from evo_nos.cli.options import add_baseline_option, add_device_option
 from evo_nos.core.known import name_of, resolve
-from evo_nos.fitness.baselines import BASELINES, DEFAULT_BASELINES
 from evo_nos.experiments.transfer import (DEFAULT_REFERENCES, DEFAULT_TASKS, Candidate,
                                           baseline_candidates, candidates_from_runs,
                                           default_transfer_preset, load_suite,
@@ -37,15 +37,6 @@ from evo_nos.experiments.transfer import (DEFAULT_REFERENCES, DEFAULT_TASKS, Can
                                           write_report)
 from evo_nos.fitness.data import DataError
 from evo_nos.tracking import DEFAULT_EXPERIMENT, TrackingError, experiment_name, get_run
-
-
-def baselines_option(text: str) -> str:
-    """The type of ``--baselines``: comma-separated baseline names, or ``none``."""
-    try:
-        baseline_candidates(list(reference_names(text)))
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(describe(err)) from None
-    return text
 
 
 def transfer_preset(text: str) -> str:
@@ -75,10 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--references", default=",".join(DEFAULT_REFERENCES), metavar="NAMES|none",
                    type=rule_names,
                    help="known rules trained beside them (comma-separated; none: skip)")
-    p.add_argument("--baselines", default=",".join(DEFAULT_BASELINES), metavar="NAMES|none",
-                   type=baselines_option,
-                   help=f"torch optimizers tuned the same way ({', '.join(BASELINES)}"
-                        "; none: skip)")
+    add_baseline_option(p)
     p.add_argument("--tasks", default=",".join(DEFAULT_TASKS), metavar="NAMES|none",
                    help="held-out tasks: built-in names or MODULE:NAME (comma-separated; "
                         f"default {','.join(DEFAULT_TASKS)})")

@@ -7,6 +7,11 @@ the same task and the same backend seed as a search, so a reference's score is e
 what a search with that seed would have given the rule (the backend derives every
 candidate's training seed from its own seed and the rule's fingerprint).
 
+The baselines people pick (:mod:`evo_nos.fitness.baselines`: torch's Adam, AdamW, SGD
+with momentum and with Nesterov momentum, Lion) can stand beside them (``baselines``): the
+real backend scores each by the same protocol -- lr sweep, final run, the task's schedule
+-- and they are listed under their names (``torch-adam``, ``lion``, ...).
+
 Each (preset, seed) is scored once and logged as one MLflow run tagged
 ``kind=reference`` with the tags ``preset``, ``seed`` and ``fitness_key`` (a hash of
 the backend's scoring settings, see :func:`fitness_key`), a metric ``fitness.<name>``
@@ -29,6 +34,7 @@ import pandas as pd
 
 from evo_nos.core import tables
 from evo_nos.core.known import REFERENCE_NAMES, resolve
+from evo_nos.fitness.baselines import baseline_factory, is_baseline
 from evo_nos.tracking import (DEFAULT_EXPERIMENT, KIND_TAG, NOTE_TAG, ReportTracker, find_runs,
                               load_table)
 
@@ -148,29 +154,40 @@ def _existing(preset: str, seed: int, key: str, experiment: str,
 
 
 def score_references(backend, *, preset: str, seed: int, names=REFERENCE_NAMES,
-                     experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str | None = None,
-                     log: bool = True, force: bool = False) -> ReferenceSet:
-    """Scores of the reference rules ``names`` under ``backend`` (with seed ``seed``).
+                     baselines=(), experiment: str = DEFAULT_EXPERIMENT,
+                     tracking_uri: str | None = None, log: bool = True,
+                     force: bool = False) -> ReferenceSet:
+    """Scores of the reference rules ``names`` and the ``baselines`` under ``backend``
+    (with seed ``seed``).
 
     Reuses the newest matching reference run; only the names it lacks are trained, and
     then a new run holding all of them is logged (unless ``log`` is False).  ``force``
     re-scores everything.
     """
-    names = tuple(names)
-    for name in names:
-        resolve(name)                        # an unknown name fails before any training
+    names = tuple(names) + tuple(baselines)
+    for name in names:                       # an unknown name fails before any training
+        baseline_factory(name) if is_baseline(name) else resolve(name)
+    if baselines and not hasattr(backend, "score_baselines"):
+        raise ValueError(f"{type(backend).__name__} scores rules only: the baselines "
+                         f"({', '.join(baselines)}) need the real fitness (--preset)")
     key = fitness_key(backend.describe())
     run_id, known = (None, {}) if force else _existing(preset, seed, key, experiment,
                                                        tracking_uri)
     missing = [n for n in names if n not in known]
     if not missing:
         return ReferenceSet(preset, seed, key, {n: known[n] for n in names}, run_id)
-    evaluations = backend.evaluate([resolve(n) for n in missing])
+    rules = [n for n in missing if not is_baseline(n)]
+    torch_ones = [n for n in missing if is_baseline(n)]
+    evaluations = dict(zip(rules, backend.evaluate([resolve(n) for n in rules])))
+    if torch_ones:
+        evaluations.update(zip(torch_ones, backend.score_baselines(torch_ones)))
     scores = dict(known)
-    for name, ev in zip(missing, evaluations):
+    for name in missing:
+        ev = evaluations[name]
         fitness = float(ev.fitness) if math.isfinite(float(ev.fitness)) else 0.0
-        scores[name] = ReferenceScore(name, resolve(name).canonical, fitness, ev.status,
-                                      ev.best_lr, dict(ev.lr_scores))
+        rule = name if is_baseline(name) else resolve(name).canonical
+        scores[name] = ReferenceScore(name, rule, fitness, ev.status, ev.best_lr,
+                                      dict(ev.lr_scores))
     ordered = {n: scores[n] for n in list(names) + [n for n in scores if n not in names]}
     result = ReferenceSet(preset, seed, key, ordered, None, scored=missing)
     if log:

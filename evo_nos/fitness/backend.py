@@ -119,7 +119,7 @@ from evo_nos.fitness.tasks import Task, load_task
 from evo_nos.fitness.packed import TRAINING_ERRORS, score_rules
 from evo_nos.fitness.protocol import protocol_steps
 from evo_nos.fitness.proxies import proxy_steps, with_proxies
-from evo_nos.fitness.train import score_rule, task_data
+from evo_nos.fitness.train import score_baseline, score_rule, task_data
 from evo_nos.core.known import resolve
 from evo_nos.core.primitives import RuleSettings
 from evo_nos.core.rules import Rule
@@ -452,6 +452,21 @@ class FitnessBackend:
 
         for evaluation in out:
             self._count(evaluation)
+        return out
+
+    def score_baselines(self, names) -> list[Evaluation]:
+        """Evaluations of the baselines ``names`` (:mod:`evo_nos.fitness.baselines`:
+        torch optimizers, lr tuned by the same sweep, on the task's schedule, and on its
+        proxies when it has some), in this process; each trained on a seed derived from
+        the backend seed and its name, as a rule's is from its fingerprint."""
+        device = resolve_device(self.device)
+        data = worker_data(self.task, device)
+        jobs = [(name, candidate_seed(self.seed, f"baseline:{name}")) for name in names]
+        out = [score_baseline(name, data, self.task, seed=seed) for name, seed in jobs]
+        if self.task.proxies:
+            out = with_proxies(out, jobs, self.task, device, self.settings,
+                               lambda main: score_rules(main, data, self.task,
+                                                        settings=self.settings))
         return out
 
     def threshold(self) -> float | None:

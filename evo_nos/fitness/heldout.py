@@ -80,7 +80,6 @@ import importlib.util
 import inspect
 import math
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -91,12 +90,13 @@ import torch.nn.functional as F
 from evo_nos.core.known import resolve
 from evo_nos.core.rules import Rule
 from evo_nos.core.threads import torch_threads
-from evo_nos.fitness.baselines import BASELINES, baseline_factory, is_baseline
+from evo_nos.fitness.baselines import BASELINES, is_baseline
 from evo_nos.fitness.data import TensorData
 from evo_nos.fitness.models import SequenceLSTM, TabularMLP, seeded
 from evo_nos.fitness.protocol import MAX, Candidate, Score, TaskSetup, lone_trainer, score
 from evo_nos.fitness.tasks import Task, load_task, preset_sections
-from evo_nos.fitness.train import child_setup, rule_factory, task_data
+from evo_nos.fitness.train import child_setup, task_data
+from evo_nos.fitness.train import optimizer_factory as factory_of
 from evo_nos.optim.schedules import SCHEDULES
 
 SIZES = ("quick", "cpu", "gpu")            # the presets of the built-in tasks
@@ -177,8 +177,7 @@ def optimizer_factory(optimizer: str | Rule) -> Callable:
     """``(params, lr, total_steps) -> torch.optim.Optimizer`` for a baseline name
     (:data:`~evo_nos.fitness.baselines.BASELINES`) or a rule (a known name, rule string or
     Rule; run by :class:`~evo_nos.optim.RuleOptimizer`)."""
-    return baseline_factory(optimizer) if is_baseline(optimizer) else rule_factory(
-        resolve(optimizer))
+    return factory_of(optimizer if is_baseline(optimizer) else resolve(optimizer))
 
 
 # -- the protocol -----------------------------------------------------------------------------

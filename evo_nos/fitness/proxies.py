@@ -35,7 +35,8 @@ from evo_nos.fitness.evaluation import OK, HURDLED, Evaluation
 from evo_nos.fitness.heldout import HeldOutTask, split3
 from evo_nos.fitness.models import TinyAttention, seeded
 from evo_nos.fitness.protocol import Candidate, TaskSetup, lone_trainer, protocol_steps, score
-from evo_nos.fitness.train import rule_factory
+from evo_nos.fitness.baselines import is_baseline
+from evo_nos.fitness.train import optimizer_factory
 
 REFERENCE = "adam"                  # the rule every task's fitness is divided by
 REFERENCE_SEEDS = (0, 1)            # the seeds of its reference scores
@@ -113,10 +114,16 @@ def proxy_steps(task) -> int:
                for proxy, setup in _setups(task, "cpu"))
 
 
-def _score_on(proxy: HeldOutTask, setup: TaskSetup, rules, seeds, settings) -> list:
-    train = lone_trainer(proxy, setup, lambda child: rule_factory(child.optimizer, settings))
-    return score([Candidate(rule, rule.canonical, seeds_of) for rule, seeds_of in
-                  zip(rules, seeds)], proxy, train)
+def optimizer_of(key: str):
+    """A job's optimizer: a baseline's name as it is, else the rule."""
+    return key if is_baseline(key) else resolve(key)
+
+
+def _score_on(proxy: HeldOutTask, setup: TaskSetup, optimizers, seeds, settings) -> list:
+    train = lone_trainer(proxy, setup,
+                         lambda child: optimizer_factory(child.optimizer, settings))
+    return score([Candidate(opt, opt if is_baseline(opt) else opt.canonical, seeds_of)
+                  for opt, seeds_of in zip(optimizers, seeds)], proxy, train)
 
 
 def references(task, device: str, settings, score_main) -> list[float]:
@@ -140,7 +147,7 @@ def with_proxies(evaluations: list[Evaluation], jobs: list, task, device: str, s
     """The image task's Evaluations of ``jobs`` made multi-task (module docstring)."""
     refs = references(task, device, settings, score_main)
     going = [i for i, e in enumerate(evaluations) if e.status == OK]
-    per_proxy = [_score_on(proxy, setup, [resolve(jobs[i][0]) for i in going],
+    per_proxy = [_score_on(proxy, setup, [optimizer_of(jobs[i][0]) for i in going],
                            [(int(jobs[i][1]),) for i in going], settings)
                  for proxy, setup in _setups(task, device)]
     names = [task.name] + list(task.proxies)

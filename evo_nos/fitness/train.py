@@ -29,6 +29,7 @@ import torch
 from evo_nos.core.known import resolve
 from evo_nos.core.rules import Rule
 from evo_nos.core.threads import torch_threads
+from evo_nos.fitness.baselines import baseline_factory, is_baseline
 from evo_nos.fitness.data import DeviceData, load_images
 from evo_nos.fitness.evaluation import Evaluation
 from evo_nos.fitness.models import make_child, make_resnet
@@ -74,10 +75,19 @@ def run_steps(task: Task, data: DeviceData, epochs: float) -> int:
     return epoch_steps(epochs, data.steps_per_epoch(task.batch_size))
 
 
+def optimizer_factory(optimizer, settings=None):
+    """``(params, lr, total_steps) -> Optimizer`` of a Rule (on the per-tensor path, with
+    ``settings``) or of a baseline's name (:mod:`evo_nos.fitness.baselines`)."""
+    if is_baseline(optimizer):
+        return baseline_factory(optimizer)
+    return rule_factory(optimizer, settings)
+
+
 def rule_trainer(task: Task, data: DeviceData, settings=None):
-    """The lone trainer of the task's rules (children whose optimizer is a Rule)."""
+    """The lone trainer of the task's optimizers: children whose optimizer is a Rule or a
+    baseline's name."""
     return lone_trainer(task, child_setup(task, data),
-                        lambda child: rule_factory(child.optimizer, settings))
+                        lambda child: optimizer_factory(child.optimizer, settings))
 
 
 def train_run(rule: Rule | str, lr: float, data: DeviceData, task: Task, *, seed: int,
@@ -96,4 +106,14 @@ def score_rule(rule: Rule | str, data: DeviceData, task: Task, *, seed: int,
         [result] = score([Candidate(rule, rule.canonical, (seed,))], task,
                          rule_trainer(task, data, settings), test=task.n_test > 0,
                          hurdle=hurdle)
+    return result.evaluation()
+
+
+def score_baseline(name: str, data: DeviceData, task: Task, *, seed: int) -> Evaluation:
+    """The protocol for a baseline (:data:`~evo_nos.fitness.baselines.BASELINES`) on one
+    seed, exactly as a rule is scored: its Evaluation names the baseline as its rule."""
+    baseline_factory(name)                       # an unknown name fails here
+    with torch_threads(task.threads):
+        [result] = score([Candidate(name, name, (seed,))], task, rule_trainer(task, data),
+                         test=task.n_test > 0)
     return result.evaluation()
