@@ -115,7 +115,7 @@ from evo_nos.fitness.data import DeviceData
 from evo_nos.fitness.evaluation import (CACHED, DIVERGED, HURDLED, INVALID, LOST, OK,
                                         Evaluation)
 from evo_nos.fitness.screen import ScreenResult, screen
-from evo_nos.fitness.tasks import Task, load_task
+from evo_nos.fitness.tasks import DATA_KEYS, NEUTRAL_KEYS, Task, load_task
 from evo_nos.fitness.packed import TRAINING_ERRORS, score_rules
 from evo_nos.fitness.train import protocol_steps, score_rule, task_data
 from evo_nos.core.known import resolve
@@ -124,11 +124,6 @@ from evo_nos.core.rules import Rule
 
 STATE_VERSION = 1
 LOG = logging.getLogger(__name__)   # a lost worker is announced here, one line per loss
-_DATA_KEYS = ("data", "n_train", "n_val", "n_test", "image_size", "n_classes", "data_seed",
-              "translate", "flip", "channels_last")
-# Task fields that do not change a score (a cache from a task differing only in these
-# is still valid).
-_NEUTRAL_KEYS = ("name", "threads", "eval_batch_size", "pack")
 
 # How many times a chunk whose worker process died is submitted again before its
 # candidates come back LOST (so a chunk is tried at most 1 + WORKER_RETRIES times).
@@ -175,7 +170,7 @@ _WORKER_DATA: dict[tuple, DeviceData] = {}
 
 def worker_data(task: Task, device: str) -> DeviceData:
     """The task's data on ``device``, loaded once per process (keyed by data settings)."""
-    key = tuple(getattr(task, k) for k in _DATA_KEYS) + (device,)
+    key = tuple(getattr(task, k) for k in DATA_KEYS) + (device,)
     data = _WORKER_DATA.get(key)
     if data is None:
         data = task_data(task, device)
@@ -571,7 +566,7 @@ class FitnessBackend:
         if theirs.get("data") in self._data_aliases:     # the same images, elsewhere
             theirs["data"] = mine.get("data")
         differ = sorted(k for k in set(mine) | set(theirs)
-                        if k not in _NEUTRAL_KEYS and mine.get(k) != theirs.get(k))
+                        if k not in NEUTRAL_KEYS and mine.get(k) != theirs.get(k))
         hurdle = state.get("hurdle", [None, self.hurdle_warmup])
         if hurdle[0] is None:
             hurdle = [None, self.hurdle_warmup]      # no hurdle: the warm-up is moot
