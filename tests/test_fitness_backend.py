@@ -194,8 +194,8 @@ def test_batch_order_does_not_change_scores(scored):
 
 
 def _loaded_datasets():
-    from evo_nos.fitness import backend
-    return len(backend._WORKER_DATA)
+    from evo_nos.fitness import workers
+    return len(workers._WORKER_DATA)
 
 
 @pytest.mark.slow
