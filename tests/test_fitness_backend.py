@@ -3,6 +3,8 @@
 The smoke preset is synthetic 10-class data (chance = 0.1); one candidate trains in
 about a second.  The batch below is scored once per module and shared by the tests.
 """
+import hashlib
+import json
 import pickle
 
 import joblib
@@ -10,9 +12,10 @@ import pytest
 
 from evo_nos.fitness.backend import FitnessBackend, candidate_seed
 from evo_nos.fitness.evaluation import Evaluation
-from evo_nos.fitness.tasks import load_task
+from evo_nos.fitness.tasks import DATA_KEYS, NEUTRAL_KEYS, TRANSFER_KEYS, load_task
 from evo_nos.core.known import KNOWN
 from evo_nos.core.rules import Rule
+from evo_nos.experiments.references import fitness_key
 
 OVERFLOW = "exp(div(sign_g, sqrt(g)))"   # finite on the probe, overflows in training
 BATCH = ["sgd", "mul(g, 1)", "adam", "powersign", "neg(g)", "w4", "clip5(sub(g, g))",
@@ -135,6 +138,38 @@ def test_describe_is_flat_scalars(scored):
     assert all(isinstance(v, (str, int, float, bool)) for v in params.values())
 
 
+# The task description (checkpoints, in this order) and the fitness key (MLflow, the
+# references) of each preset, as searches before the fields declared their kind wrote
+# them: old checkpoints and caches must keep matching.
+KEYS = {("smoke", "", ()): ("23ee7f999646b2b2", "17fb532119b5"),
+        ("cpu", "", ()): ("c070c645369d5237", "0c377bf6aa5e"),
+        ("fast", "", ()): ("e7611a6777223ab2", "c583f20b81a3"),
+        ("nos", "", ()): ("da451e995728ac70", "78ae55ee17ff"),
+        ("quick", "transfer", ()): ("b4bb9b76076db15e", "3b6f06cff53d"),
+        ("cpu", "transfer", ()): ("005480d25163eba5", "dc2b0d2d5d38"),
+        ("gpu", "transfer", ()): ("6fb9f75713f2586c", "d0f7ba264b07"),
+        ("smoke", "", (("pack", 8),)): ("37fdba5e677f4801", "17fb532119b5"),
+        ("smoke", "", (("n_test", 100),)): ("ca85d426b650a8cc", "a38b1bbed522"),
+        ("smoke", "", (("threads", 2), ("eval_batch_size", 500))):
+            ("4fec4886c206b8e3", "17fb532119b5")}
+
+
+@pytest.mark.parametrize("preset, group, overrides", list(KEYS))
+def test_task_descriptions_and_fitness_keys_are_those_of_old_searches(preset, group,
+                                                                      overrides):
+    task = load_task(preset, group=group, **dict(overrides))
+    described = hashlib.sha256(json.dumps(task.described()).encode()).hexdigest()[:16]
+    key = fitness_key(FitnessBackend(task, device="cpu").describe())
+    assert (described, key) == KEYS[preset, group, overrides]
+
+
+def test_the_kinds_of_task_fields_are_declared_on_them():
+    assert set(NEUTRAL_KEYS) == {"name", "threads", "eval_batch_size", "pack"}
+    assert DATA_KEYS == ("data", "n_train", "n_val", "n_test", "image_size", "n_classes",
+                         "data_seed", "translate", "flip", "channels_last")
+    assert set(TRANSFER_KEYS) == {"model", "blocks", "n_test"}
+
+
 def _assert_same_scores(parallel, scored):
     for ev in parallel:
         serial = next(e for e in scored[1].values() if e.rule == ev.rule and e.trainings)
@@ -159,8 +194,8 @@ def test_batch_order_does_not_change_scores(scored):
 
 
 def _loaded_datasets():
-    from evo_nos.fitness import backend
-    return len(backend._WORKER_DATA)
+    from evo_nos.fitness import workers
+    return len(workers._WORKER_DATA)
 
 
 @pytest.mark.slow

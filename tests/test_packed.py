@@ -12,7 +12,8 @@ from evo_nos.core.known import resolve
 from evo_nos.core.primitives import RuleSettings
 from evo_nos.core.threads import torch_threads
 from evo_nos.fitness import packed
-from evo_nos.fitness.backend import FitnessBackend, candidate_seed, chunked, train_candidates
+from evo_nos.fitness.backend import FitnessBackend, candidate_seed, train_candidates
+from evo_nos.fitness.workers import chunked
 from evo_nos.fitness.models import make_child
 from evo_nos.fitness.packed import Child, PackedChild, auto_pack, score_rules, train_pack
 from evo_nos.fitness.tasks import load_task

@@ -27,8 +27,9 @@ import joblib
 import pytest
 
 import evo_nos.fitness.backend as backend_module
-from evo_nos.fitness.backend import (WORKER_RETRIES, FitnessBackend, LostChunk,
-                                     candidate_seed, run_chunks, worker_lost)
+import evo_nos.fitness.workers as workers_module
+from evo_nos.fitness.backend import FitnessBackend, candidate_seed
+from evo_nos.fitness.workers import WORKER_RETRIES, LostChunk, run_chunks, worker_lost
 from evo_nos.fitness.data import DataError
 from evo_nos.fitness.evaluation import CACHED, LOST, OK, STATUSES, Evaluation
 from evo_nos.fitness.factory import joblib_backend
@@ -285,7 +286,7 @@ def test_lost_candidates_are_free_never_cached_and_scored_later(monkeypatch):
     fingerprint = [backend.screen(rule).fingerprint for rule in batch]
     assert fingerprint[0] == fingerprint[2] and fingerprint[1] == fingerprint[3]
     adam = batch[1].canonical
-    monkeypatch.setattr(backend_module, "run_chunks", losing({adam}))
+    monkeypatch.setattr(workers_module, "run_chunks", losing({adam}))
     first = backend.evaluate(batch)
     # g trained, adam lost, g's twin a cache hit, adam's twin lost with it
     assert [e.status for e in first] == [OK, LOST, CACHED, LOST]
@@ -298,7 +299,7 @@ def test_lost_candidates_are_free_never_cached_and_scored_later(monkeypatch):
     assert (backend.stats["lost"], backend.stats["trainings"]) == (2, 1)
     assert len(backend.sweeps) == 1                 # the hurdle saw only g's sweep
 
-    monkeypatch.setattr(backend_module, "run_chunks", losing(set()))
+    monkeypatch.setattr(workers_module, "run_chunks", losing(set()))
     again = backend.evaluate([Rule.parse(ADAM), Rule.parse("g")])
     assert [e.status for e in again] == [OK, CACHED] and again[0].trainings == 1
     assert lost.fingerprint in backend.cache
@@ -312,7 +313,7 @@ def test_lost_rescoring_seeds_are_not_kept(monkeypatch):
             for e in (g, neg, sign) for k in range(3)}
 
     def rescore(evaluations, lose):
-        monkeypatch.setattr(backend_module, "run_chunks", losing(lose))
+        monkeypatch.setattr(workers_module, "run_chunks", losing(lose))
         out = backend.rescore(evaluations, seeds=3)
         return ([e.trainings for e in out],
                 [backend.cache[e.fingerprint].seeds for e in evaluations], out)

@@ -13,11 +13,12 @@ For each batch, in the calling process and in milliseconds per rule:
    ``cached`` with the stored scores (``trainings=0``); so does the second of two rules
    with the same fingerprint in one batch (trained once);
 3. the rest are **trained**, each charged ``trainings=1`` and the optimizer ``steps`` it
-   ran, through ``joblib.Parallel(n_jobs=n_jobs)``: the batch is split into one
-   contiguous chunk per worker, and each worker trains its chunk packed
-   (:func:`evo_nos.fitness.packed.score_rules`: every (rule, learning rate) child of the
-   chunk's sweeps in packs of ``task.pack`` children, then the final runs), which gives
-   the same Evaluations as training each rule alone (:func:`~evo_nos.fitness.train.score_rule`).
+   ran, on ``n_jobs`` joblib workers (:func:`evo_nos.fitness.workers.run_jobs`: one
+   contiguous chunk per worker, a lost worker's chunks submitted again): each worker
+   trains its chunk packed (:func:`train_candidates`), which gives the same Evaluations
+   as training each rule alone (:func:`~evo_nos.fitness.train.score_rule`).  A chunk
+   lost on every attempt gives its candidates ``lost`` Evaluations (fitness 0, free:
+   no trainings, no steps; never cached, so the rule is trained again if it comes back).
 
 Compute.  A candidate is charged the optimizer steps it actually ran; a full protocol
 with no divergence costs :attr:`FitnessBackend.steps_per_training`, so a search's budget
@@ -29,71 +30,21 @@ sweeps have been seen, a candidate whose best sweep score falls below the ``q``-
 of all best sweep scores seen before its batch skips its final run: it comes back
 ``hurdled``, with that sweep score as its fitness, charged the sweep's steps.
 
-Seeds.  :meth:`FitnessBackend.rescore` trains a scored rule's whole protocol again on
-further seeds (replicates ``1, 2, ...`` of :func:`candidate_seed`) and keeps the mean:
-the cached Evaluation then carries ``seeds``, ``fitness_se`` (the standard error over
-seeds) and ``seed_fitness``, and every later cache hit returns the mean.
+Seeds.  Each candidate's seed derives from the backend seed and the rule's fingerprint
+(:func:`candidate_seed`: sha256, not Python's salted ``hash``), so a rule scores the
+same whichever batch it comes in, whichever behaviourally identical spelling is trained,
+and whether it runs serially or in parallel.  :meth:`FitnessBackend.rescore` trains a
+scored rule's whole protocol again on further seeds (replicates ``1, 2, ...``) and keeps
+the mean: the cached Evaluation then carries ``seeds``, ``fitness_se`` (the standard
+error over seeds) and ``seed_fitness``, and every later cache hit returns the mean; a
+re-scoring seed whose worker was lost is not kept.
 
-Parallelism: the joblib backend is the caller's choice, e.g.::
-
-    with joblib.parallel_config(backend="loky"):            # processes on this machine
-        backend.evaluate(rules)
-    with joblib.parallel_config(backend="dask"):            # a dask.distributed Client
-        backend.evaluate(rules)                             # must exist in this process
-    # ray: ray.util.joblib.register_ray(), then backend="ray"
-
-A worker that disappears (killed, out of memory, its node gone) does not end the
-search: :func:`run_chunks` collects the chunks as they finish, and when joblib reports
-a lost worker (:func:`worker_lost`: loky's ``TerminatedWorkerError``, a
-``BrokenProcessPool``, dask's ``KilledWorker``, ray's ``WorkerCrashedError``,
-``NodeDiedError``, ``RayActorError``) it keeps the chunks that had come back and submits
-the others again, up to :data:`WORKER_RETRIES` times, with one warning per loss (logger
-``evo_nos.fitness.backend``).  Trainings are deterministic per (rule, seed), so a chunk
-trained again gives the Evaluations its first attempt would have: the search ends as an
-undisturbed one would.  A chunk lost on every attempt gives each of its candidates a
-``lost`` Evaluation (fitness 0, free: no trainings, no steps; never cached, so the rule
-is trained again if it comes back; not in the hall of fame); a re-scoring seed lost so
-is not kept.  Limits, as measured with joblib 1.6:
-
-* loky: when one worker dies, loky shuts the whole pool down, so the chunks in flight
-  on the *other* workers are lost too and trained again (only finished chunks are
-  kept); the next attempt starts a fresh pool, whose workers import evo_nos and load
-  the data again (about 8 s on a 2-core machine, before any training).
-* dask: the scheduler itself reschedules a task whose worker died (up to
-  ``distributed.scheduler.allowed-failures`` times, 3 by default), so a worker killed
-  once costs only its task's time.  When it gives up it raises ``KilledWorker``, but
-  joblib's dask backend does not pass that error on: the ``Parallel`` call then waits
-  for ever, and the retries here never see it.
-* ray: its joblib backend (a multiprocessing-style pool) returns no generators, so an
-  attempt is all or nothing: a loss trains every chunk of the attempt again (tested
-  on a local ray cluster in tests/test_worker_loss.py).  joblib's own ``multiprocessing``
-  backend is the same, and hangs on a killed worker rather than raising.
-
-A ``CommClosedError`` (the dask scheduler gone), a data error
-(:class:`~evo_nos.fitness.data.DataError`) or any other exception still ends the batch.
-
-Workers receive only plain data (rule strings, seeds, the :class:`Task` dataclass and a
-device string), load the data once per worker process (:func:`worker_data`, a cache
-keyed by the data settings and device, loaded by :func:`evo_nos.fitness.train.task_data`)
-and return plain Evaluation dicts.  Only the calling process touches the fitness cache
-and ``stats``.  A task is described (:meth:`FitnessBackend.describe`, checkpoints) by
-:meth:`Task.described`, which leaves out the transfer check's fields at their defaults,
-so child tasks keep the description (and fitness key) they had before those fields.
-
-Reproducibility: each candidate's seed is derived from the backend seed and the
-rule's *fingerprint* (sha256, not Python's salted ``hash``), so a rule scores the same
-whichever batch it comes in, whichever behaviourally identical spelling is trained, and
-whether it runs serially or in parallel.  Trainings on the CPU run with ``task.threads``
-intra-op threads (1 by default) in every process: torch's CPU convolutions reduce in
-an order that depends on the thread count, so a fixed count is what makes loky or dask
-workers reproduce serial results bit for bit.  Use ``n_jobs`` for CPU parallelism.
-
-CUDA: one worker per GPU.  In-process (``n_jobs=1``) the backend trains on ``device``
-(``"auto"``: ``cuda`` when available).  For several GPUs, run one joblib worker per GPU
-with ``CUDA_VISIBLE_DEVICES`` set per worker (dask-cuda's ``LocalCUDACluster`` does
-that, as do dask workers started one per GPU with their own ``CUDA_VISIBLE_DEVICES``,
-and ray workers, which :func:`evo_nos.fitness.factory.joblib_backend` gives one GPU
-each); each worker then trains on its own ``cuda`` device.  Never send CUDA tensors to workers: they get strings.
+Only the calling process touches the fitness cache and ``stats``.  A task is described
+(:meth:`FitnessBackend.describe`, checkpoints) by :meth:`Task.described`; a checkpoint
+loads into a backend whose task differs from its own only in the fields that do not
+change a score (:data:`~evo_nos.fitness.tasks.NEUTRAL_KEYS`).  Which joblib backend to
+choose (loky, dask, ray), GPUs, and what each does when a worker dies: docs/usage.md,
+"Scaling out with Dask or Ray" and "What survives what".
 """
 from __future__ import annotations
 
@@ -101,64 +52,27 @@ import copy
 import dataclasses
 import hashlib
 import itertools
-import logging
 import math
 import statistics
 import time
 from dataclasses import dataclass
 
-import joblib
 import numpy as np
-import torch
 
-from evo_nos.fitness.data import DeviceData
 from evo_nos.fitness.evaluation import (CACHED, DIVERGED, HURDLED, INVALID, LOST, OK,
                                         Evaluation)
 from evo_nos.fitness.screen import ScreenResult, screen
-from evo_nos.fitness.tasks import Task, load_task
+from evo_nos.fitness.tasks import NEUTRAL_KEYS, Task, load_task
 from evo_nos.fitness.packed import TRAINING_ERRORS, score_rules
 from evo_nos.fitness.protocol import protocol_steps
 from evo_nos.fitness.proxies import proxy_steps, with_proxies
 from evo_nos.fitness.train import score_baseline, score_rule, task_data
+from evo_nos.fitness.workers import resolve_device, run_jobs, worker_data
 from evo_nos.core.known import resolve
 from evo_nos.core.primitives import RuleSettings
 from evo_nos.core.rules import Rule
 
 STATE_VERSION = 1
-LOG = logging.getLogger(__name__)   # a lost worker is announced here, one line per loss
-_DATA_KEYS = ("data", "n_train", "n_val", "n_test", "image_size", "n_classes", "data_seed",
-              "translate", "flip", "channels_last")
-# Task fields that do not change a score (a cache from a task differing only in these
-# is still valid).
-_NEUTRAL_KEYS = ("name", "threads", "eval_batch_size", "pack")
-
-# How many times a chunk whose worker process died is submitted again before its
-# candidates come back LOST (so a chunk is tried at most 1 + WORKER_RETRIES times).
-WORKER_RETRIES = 2
-# The exceptions that mean a worker process is gone (not that a training failed in it):
-# class names, by the top-level package that defines them.  Matched by name along the
-# exception's class hierarchy, so the optional cluster libraries (dask, ray) are never
-# imported for it.  dask's CommClosedError is left out on purpose: it is the client's
-# connection to the scheduler that closed, and no retry can help a search without one.
-WORKER_LOSS_ERRORS = {
-    "concurrent": ("BrokenProcessPool",),                        # concurrent.futures
-    "joblib": ("TerminatedWorkerError", "BrokenProcessPool"),    # loky, vendored by joblib
-    "loky": ("TerminatedWorkerError", "BrokenProcessPool"),      # loky installed on its own
-    "distributed": ("KilledWorker",),                            # dask.distributed
-    "ray": ("WorkerCrashedError", "NodeDiedError", "RayActorError"),
-}
-
-
-def resolve_device(device: str = "auto") -> str:
-    """``"auto"`` -> ``"cuda"`` when a GPU is visible, else ``"cpu"``."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} asked for, but torch sees no CUDA GPU; "
-                           "use --device cpu (or auto)")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda[:N], got {device!r}")
-    return device
 
 
 def candidate_seed(backend_seed: int, fingerprint: str, replicate: int = 0) -> int:
@@ -172,25 +86,6 @@ def candidate_seed(backend_seed: int, fingerprint: str, replicate: int = 0) -> i
 # ---------------------------------------------------------------------------------------
 # worker side: plain data in, plain data out
 # ---------------------------------------------------------------------------------------
-_WORKER_DATA: dict[tuple, DeviceData] = {}
-
-
-def worker_data(task: Task, device: str) -> DeviceData:
-    """The task's data on ``device``, loaded once per process (keyed by data settings)."""
-    key = tuple(getattr(task, k) for k in _DATA_KEYS) + (device,)
-    data = _WORKER_DATA.get(key)
-    if data is None:
-        data = task_data(task, device)
-        _WORKER_DATA.clear()  # one dataset per process is enough; free the old one
-        _WORKER_DATA[key] = data
-    return data
-
-
-def clear_worker_data() -> None:
-    """Forget the loaded data of this process (tests, memory)."""
-    _WORKER_DATA.clear()
-
-
 def train_candidates(jobs: list[tuple[str, int]], task: Task, device: str,
                      hurdle: float | None = None, settings: dict | None = None) -> list[dict]:
     """Score ``(rule, seed)`` jobs (in a joblib worker or in-process); returns their
@@ -224,127 +119,6 @@ def train_candidates(jobs: list[tuple[str, int]], task: Task, device: str,
                                     seconds=time.perf_counter() - start,
                                     reason=f"training failed: {type(err).__name__}: {err}")
         out.append(evaluation.to_dict())
-    return out
-
-
-def chunked(items: list, n_jobs) -> list[list]:
-    """``items`` split into as many contiguous, near-equal chunks as joblib has workers
-    (each chunk is one worker's packed job)."""
-    if not items:
-        return []
-    n = max(1, min(len(items), joblib.effective_n_jobs(n_jobs)))
-    size, extra = divmod(len(items), n)
-    out, first = [], 0
-    for i in range(n):
-        last = first + size + (i < extra)
-        out.append(items[first:last])
-        first = last
-    return out
-
-
-def worker_lost(error: BaseException) -> bool:
-    """True when ``error`` (or an exception it was raised from) says a joblib worker
-    process died: see :data:`WORKER_LOSS_ERRORS`."""
-    seen: set[int] = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        for cls in type(error).__mro__:
-            package = cls.__module__.partition(".")[0]
-            if cls.__name__ in WORKER_LOSS_ERRORS.get(package, ()):
-                return True
-        error = error.__cause__
-    return False
-
-
-@dataclass(frozen=True)
-class LostChunk:
-    """What :func:`run_chunks` returns for a chunk whose worker died on every attempt."""
-    error: str          # the last error, as ``Type: message``
-    attempts: int       # how many times the chunk was submitted
-
-
-def _numbered(index: int, function, chunk, args: tuple):
-    # runs in the worker: the chunk's result, with the chunk's index
-    return index, function(chunk, *args)
-
-
-def _describe(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    if len(text) > 500:
-        text = text[:497] + "..."
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def run_chunks(function, chunks: list, args: tuple = (), n_jobs=None,
-               retries: int = WORKER_RETRIES) -> list:
-    """``function(chunk, *args)`` for every chunk, through ``joblib.Parallel(n_jobs)``,
-    surviving workers that die; returns the results in the order of ``chunks``.
-
-    Results are collected as they finish (``return_as="generator_unordered"``), so when
-    a worker process dies (:func:`worker_lost`) the chunks that had finished are kept
-    and only the others are submitted again, up to ``retries`` more times, each loss
-    announced by one warning on :data:`LOG`.  A chunk still unfinished after that comes
-    back as a :class:`LostChunk`.  Any other exception (a
-    :class:`~evo_nos.fitness.data.DataError`, a bug) propagates at once.  A joblib
-    backend that cannot return a generator (ray's, multiprocessing's) runs each attempt
-    as one list: a loss there re-runs every chunk of the attempt."""
-    if retries < 0:
-        raise ValueError(f"retries must be >= 0, got {retries}")
-    results: list = [None] * len(chunks)
-    finished = [False] * len(chunks)
-    todo = list(range(len(chunks)))
-    for attempt in range(1, retries + 2):
-        # one chunk per task (batch_size=1): a lost task is one lost chunk, and no worker
-        # waits on another's chunk
-        try:
-            parallel = joblib.Parallel(n_jobs=n_jobs, batch_size=1,
-                                       return_as="generator_unordered")
-        except ValueError:                  # this joblib backend returns lists only
-            parallel = joblib.Parallel(n_jobs=n_jobs, batch_size=1)
-        calls = [joblib.delayed(_numbered)(i, function, chunks[i], args) for i in todo]
-        try:
-            for index, result in parallel(calls):
-                results[index], finished[index] = result, True
-            return results
-        except Exception as err:            # noqa: BLE001 -- re-raised unless a lost worker
-            if not worker_lost(err):
-                raise
-            error = err
-        todo = [i for i in todo if not finished[i]]
-        if not todo:                        # lost after the last chunk had come back
-            return results
-        if attempt <= retries:
-            what = f"submitting them again (retry {attempt} of {retries})"
-        else:
-            what = f"giving up after {attempt} attempts: their candidates come back {LOST!r}"
-        LOG.warning("evo_nos: a joblib worker was lost (%s); %d of %d chunk(s) "
-                    "unfinished, %s", _describe(error), len(todo), len(chunks), what)
-    for i in todo:
-        results[i] = LostChunk(_describe(error), retries + 1)
-    return results
-
-
-def lost_evaluation(rule: str, lost: LostChunk) -> Evaluation:
-    """The Evaluation of a candidate whose chunk was lost: fitness 0 and free (no
-    trainings, no steps), with the error and the attempts as its reason."""
-    return Evaluation(rule=rule, fitness=0.0, status=LOST, trainings=0, steps=0,
-                      reason=f"not scored: its worker was lost on all {lost.attempts} "
-                             f"attempt(s) (last error {lost.error})")
-
-
-def _parallel(jobs: list[tuple[str, int]], task: Task, device: str, n_jobs,
-              hurdle: float | None = None, settings: dict | None = None) -> list[Evaluation]:
-    """Evaluations of ``(rule, seed)`` jobs, one packed job per joblib worker; the jobs
-    of a chunk lost on every attempt come back :data:`LOST` (see :func:`run_chunks`)."""
-    chunks = chunked(jobs, n_jobs)
-    out: list[Evaluation] = []
-    results = run_chunks(train_candidates, chunks, (task, device, hurdle, settings), n_jobs,
-                         retries=WORKER_RETRIES)
-    for chunk, result in zip(chunks, results):
-        if isinstance(result, LostChunk):
-            out += [lost_evaluation(rule, result) for rule, _ in chunk]
-        else:
-            out += [Evaluation.from_dict(r) for r in result]
     return out
 
 
@@ -480,8 +254,8 @@ class FitnessBackend:
             return []
         jobs = [(p.rule.canonical, candidate_seed(self.seed, p.screen.fingerprint))
                 for p in pending]
-        out = _parallel(jobs, self.task, self.device, self.n_jobs, self.threshold(),
-                        self.changed_settings)
+        out = run_jobs(train_candidates, jobs, (self.task, self.device, self.threshold(),
+                                                self.changed_settings), self.n_jobs)
         for evaluation in out:
             if evaluation.status == LOST:
                 continue
@@ -511,8 +285,8 @@ class FitnessBackend:
                 jobs.append((known.rule, candidate_seed(self.seed, known.fingerprint,
                                                         replicate)))
                 owners.append(i)
-        results = _parallel(jobs, self.task, self.device, self.n_jobs,
-                            settings=self.changed_settings)
+        results = run_jobs(train_candidates, jobs, (self.task, self.device, None,
+                                                    self.changed_settings), self.n_jobs)
         out = [dataclasses.replace(e, trainings=0, steps=0, seconds=0.0) for e in evaluations]
         self.stats["lost"] += sum(r.status == LOST for r in results)
         for i, evaluation in enumerate(evaluations):
@@ -592,7 +366,7 @@ class FitnessBackend:
         if theirs.get("data") in self._data_aliases:     # the same images, elsewhere
             theirs["data"] = mine.get("data")
         differ = sorted(k for k in set(mine) | set(theirs)
-                        if k not in _NEUTRAL_KEYS and mine.get(k) != theirs.get(k))
+                        if k not in NEUTRAL_KEYS and mine.get(k) != theirs.get(k))
         hurdle = state.get("hurdle", [None, self.hurdle_warmup])
         if hurdle[0] is None:
             hurdle = [None, self.hurdle_warmup]      # no hurdle: the warm-up is moot
@@ -632,5 +406,4 @@ class FitnessBackend:
 
 
 __all__ = ["FitnessBackend", "candidate_seed", "train_candidates", "worker_data",
-           "clear_worker_data", "resolve_device", "load_task", "Task", "WORKER_RETRIES",
-           "WORKER_LOSS_ERRORS", "worker_lost", "run_chunks", "LostChunk", "lost_evaluation"]
+           "resolve_device", "load_task", "Task"]

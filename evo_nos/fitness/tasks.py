@@ -7,12 +7,21 @@ fields), so every install finds them:
 
 * ``smoke`` -- synthetic data, a second or two per candidate: CI and quick checks.
 * ``cpu``   -- a CIFAR-10 subset sized so one candidate takes 10-30 s on two CPU cores.
+* ``fast``  -- ``cpu``'s images at 16x16 pixels with a 4-point lr grid (1e-4 .. 1e-1):
+  about 6x cheaper per candidate, and ranks rules like ``cpu`` does; for long CPU searches.
 * ``nos``   -- the paper's protocol on full CIFAR-10 (45k/5k), for a GPU.
 
 The transfer check (:mod:`evo_nos.experiments.transfer`) is scored by the same protocol
 on other tasks, its presets in the ``transfer`` group (``presets/transfer/*.toml``:
 ``quick``, ``cpu``, ``gpu``): a ResNet (``model = "resnet"``) instead of the child, and a
 sample of the source's *test* split (``n_test``) scored after the final run.
+
+What a field is, beyond its number, is declared on the field (``metadata``) and read
+from there: :data:`NEUTRAL_KEYS` change how a score is computed, not what it is (a
+fitness cache or checkpoint from a task differing only in them still holds);
+:data:`DATA_KEYS` decide which images a worker loads; fields ``added`` after the first
+protocol, in groups (:data:`TRANSFER_KEYS`, ``pack``), are left out of
+:meth:`Task.described` while a whole group is at its defaults.
 
 ``load_task("cpu", data="imagefolder:/data/cifar10")`` loads a preset by name (or a
 ``.toml`` path; ``group="transfer"`` looks the name up among the transfer presets) and
@@ -22,7 +31,7 @@ crosses process boundaries as-is (it is a plain picklable dataclass).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -36,47 +45,66 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 PAPER_LRS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+# What a field is, beyond its default (its ``metadata``; see the module docstring):
+NEUTRAL = {"neutral": True}             # changes how a score is computed, not what it is
+DATA = {"data": True}                   # decides the data a worker loads
+TRANSFER = {"added": "transfer"}        # added by the transfer check
 
 
 @dataclass(frozen=True)
 class Task:
-    name: str = "custom"
+    name: str = field(default="custom", metadata=NEUTRAL)
     # -- data -------------------------------------------------------------------------
-    data: str = "synthetic"          # cifar10 | imagefolder:DIR | synthetic
-    n_train: int = 45_000            # training images (from the source's train split)
-    n_val: int = 5_000               # held-out validation images (same split, disjoint)
-    n_test: int = 0                  # images of the source's *test* split scored after
-                                     # the final run (0: none; fitness never reads it)
-    image_size: int = 32             # images are resized to image_size x image_size
-    n_classes: int = 10              # synthetic data only; real sources bring their own
-    data_seed: int = 0               # which images, and the train/validation split
-    translate: int = 2               # random translation by up to this many pixels
-    flip: bool = True                # random horizontal flips
+    # cifar10 | imagefolder:DIR | synthetic
+    data: str = field(default="synthetic", metadata=DATA)
+    # training images (from the source's train split)
+    n_train: int = field(default=45_000, metadata=DATA)
+    # held-out validation images (same split, disjoint)
+    n_val: int = field(default=5_000, metadata=DATA)
+    # images of the source's *test* split scored after the final run (0: none; fitness
+    # never reads it)
+    n_test: int = field(default=0, metadata={**DATA, **TRANSFER})
+    # images are resized to image_size x image_size
+    image_size: int = field(default=32, metadata=DATA)
+    # synthetic data only; real sources bring their own
+    n_classes: int = field(default=10, metadata=DATA)
+    # which images, and the train/validation split
+    data_seed: int = field(default=0, metadata=DATA)
+    # random translation by up to this many pixels
+    translate: int = field(default=2, metadata=DATA)
+    # random horizontal flips
+    flip: bool = field(default=True, metadata=DATA)
     # -- network ------------------------------------------------------------------------
-    model: str = "child"             # child | resnet (see evo_nos.fitness.models.MODELS)
+    # child | resnet (see evo_nos.fitness.models.MODELS)
+    model: str = field(default="child", metadata=TRANSFER)
     width: int = 32                  # filters per convolution (resnet: of the first stage)
     head: str = "flatten"            # flatten | gap: the child's head
-    blocks: tuple = (1, 1, 1)        # resnet: residual blocks per stage
-    channels_last: bool = True
+    # resnet: residual blocks per stage
+    blocks: tuple = field(default=(1, 1, 1), metadata=TRANSFER)
+    channels_last: bool = field(default=True, metadata=DATA)
     # -- protocol -----------------------------------------------------------------------
     lrs: tuple = PAPER_LRS           # the learning-rate grid of the sweep
     sweep_epochs: float = 1.0        # epochs per learning rate in the sweep
     final_epochs: float = 5.0        # epochs of the final run at the best learning rate
     batch_size: int = 100
-    eval_batch_size: int = 1000
+    eval_batch_size: int = field(default=1000, metadata=NEUTRAL)
     check_every: int = 1             # steps between non-finite loss checks (1: every step)
-    schedule: str = "constant"       # the lr schedule of every run: constant | cosine | linear
-    warmup: int = 0                  # steps of linear lr warmup at the start of every run
-    proxies: tuple = ()              # tasks of other families scored too, the fitness their
-                                     # normalized mean (evo_nos.fitness.proxies)
+    # the lr schedule of every run: constant | cosine | linear, after warmup steps
+    schedule: str = field(default="constant", metadata={"added": "schedule"})
+    warmup: int = field(default=0, metadata={"added": "schedule"})
+    # tasks of other families scored too, the fitness their normalized mean
+    # (evo_nos.fitness.proxies)
+    proxies: tuple = field(default=(), metadata={"added": "proxies"})
     # -- screen ---------------------------------------------------------------------------
     probe_steps: int = 32
     probe_dim: int = 64
     fingerprint_digits: int = 6      # significant digits kept when hashing probe outputs
     # -- execution --------------------------------------------------------------------------
-    threads: int = 1                 # torch CPU threads per training (see backend docs)
-    pack: int | str = "auto"         # child trainings per packed pass (evo_nos.fitness.packed):
-                                     # "auto" (from the device), or a count (1: one at a time)
+    # torch CPU threads per training (see docs/usage.md, "Scaling out with Dask or Ray")
+    threads: int = field(default=1, metadata=NEUTRAL)
+    # child trainings per packed pass (evo_nos.fitness.packed): "auto" (from the device),
+    # or a count (1: one at a time)
+    pack: int | str = field(default="auto", metadata={**NEUTRAL, "added": "pack"})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lrs", tuple(float(lr) for lr in self.lrs))
@@ -118,34 +146,42 @@ class Task:
         return out
 
     def described(self) -> dict:
-        """What a task is logged and checkpointed as: :meth:`as_dict`, less the
-        :data:`TRANSFER_KEYS` when all of them are at their defaults (the child protocol),
-        and less ``pack`` at its default, so a child task describes itself exactly as it
-        did before those fields existed (same fitness keys, resumable checkpoints)."""
+        """What a task is logged and checkpointed as: :meth:`as_dict`, less each group of
+        fields ``added`` later (the :data:`TRANSFER_KEYS`; ``pack``) while all of the
+        group is at its defaults, so a child task describes itself exactly as it did
+        before those fields existed (same fitness keys, resumable checkpoints)."""
         out = self.as_dict()
-        defaults = {f.name: f.default for f in dataclasses.fields(self)}
-        if self.pack == defaults["pack"]:
-            del out["pack"]
-        for key in LATER_KEYS:           # at their defaults: as before they existed
-            if getattr(self, key) == defaults[key]:
-                del out[key]
-        if all(getattr(self, k) == defaults[k] for k in TRANSFER_KEYS):
-            for k in TRANSFER_KEYS:
-                del out[k]
+        groups: dict[str, list] = {}
+        for f in dataclasses.fields(self):
+            if "added" in f.metadata:
+                groups.setdefault(f.metadata["added"], []).append(f)
+        for added in groups.values():
+            if all(getattr(self, f.name) == f.default for f in added):
+                for f in added:
+                    del out[f.name]
         return out
 
     def replace(self, **changes) -> "Task":
         return dataclasses.replace(self, **_check_keys(changes))
 
 
+def keys_where(what: str, value=True) -> tuple[str, ...]:
+    """The names of the Task fields whose metadata says ``what`` is ``value``."""
+    return tuple(f.name for f in dataclasses.fields(Task) if f.metadata.get(what) == value)
+
+
 TASK_KEYS = tuple(f.name for f in dataclasses.fields(Task))
+# The fields that change how a score is computed, not what it is: a fitness cache from a
+# task differing only in these is still valid.
+NEUTRAL_KEYS = keys_where("neutral")
+# The fields that decide which data a worker loads (the key of its data cache).
+DATA_KEYS = keys_where("data")
 # The fields the transfer check added; at their defaults a task is the child protocol.
-TRANSFER_KEYS = ("model", "blocks", "n_test")
-# The schedule's fields; at their defaults (constant lr, no warmup) a task describes itself
-# as before they existed.
-SCHEDULE_KEYS = ("schedule", "warmup")
-# Fields added after the first presets; at their defaults a task describes itself as before.
-LATER_KEYS = SCHEDULE_KEYS + ("proxies",)
+TRANSFER_KEYS = keys_where("added", "transfer")
+# The schedule's fields (a constant lr and no warmup: a task describes itself as before).
+SCHEDULE_KEYS = keys_where("added", "schedule")
+# Every field added after the first presets.
+LATER_KEYS = SCHEDULE_KEYS + keys_where("added", "proxies")
 
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
