@@ -18,7 +18,9 @@ from evo_nos.experiments.rendering import SHOWN, markdown
 from evo_nos.experiments.report import summarise, verdicts
 from evo_nos.experiments.statistics import (BOOTSTRAP_SEED, bootstrap_interval,
                                             improvement_interval, probability_of_improvement)
+from evo_nos.fitness.backend import FitnessBackend
 from evo_nos.fitness.standin import StandInBackend
+from evo_nos.fitness.tasks import load_task
 from evo_nos.core.known import REFERENCE_NAMES, resolve
 from evo_nos.operators.space import SearchSpace
 from evo_nos.experiments.references import ReferenceScore, ReferenceSet, score_references
@@ -374,6 +376,31 @@ def test_reference_scores_are_reused_and_only_missing_names_trained(tmp_path):
     assert more.scored == ["powersign"] and more.run_id != first.run_id
     assert list(more.scores) == ["sgd", "powersign"]
     assert other_seed.scored == ["sgd"]
+
+
+def test_baselines_stand_beside_the_references_scored_by_the_same_protocol(tmp_path):
+    """torch optimizers through the real backend's protocol (lr sweep, schedule, final
+    run), listed under their names beside the rules; the stand-in refuses them."""
+    uri = fresh_store(tmp_path / "store")
+    task = load_task("smoke", n_train=300, n_val=100, lrs=[1e-3, 1e-2], final_epochs=1,
+                     schedule="cosine")
+    refs = score_references(FitnessBackend(task, seed=0), preset="smoke", seed=0,
+                            names=("adam",), baselines=("torch-adam", "lion"),
+                            experiment="refs", tracking_uri=uri)
+    assert list(refs.scores) == ["adam", "torch-adam", "lion"]
+    for name in ("torch-adam", "lion"):
+        score = refs.scores[name]
+        assert (score.rule, score.status) == (name, "ok")
+        assert score.best_lr in (1e-3, 1e-2) and set(score.lr_scores) == {1e-3, 1e-2}
+        assert 0.0 < score.fitness <= 1.0
+    rows = load_table(refs.run_id, "references.json", uri)
+    assert [r["name"] for r in rows] == ["adam", "torch-adam", "lion"]
+    with pytest.raises(ValueError, match="scores rules only.*torch-adam"):
+        score_references(StandInBackend("powersign"), preset="p", seed=0, names=("sgd",),
+                         baselines=("torch-adam",), log=False)
+    with pytest.raises(ValueError, match="unknown baseline 'adamw'"):
+        score_references(StandInBackend("powersign"), preset="p", seed=0, names=(),
+                         baselines=("adamw",), log=False)
 
 
 @pytest.mark.slow

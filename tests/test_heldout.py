@@ -16,6 +16,7 @@ from evo_nos.fitness.data import DeviceData
 from evo_nos.fitness.models import SequenceLSTM, SmallResNet, TabularMLP, seeded
 from evo_nos.fitness.protocol import fit
 from evo_nos.optim.optimizer import RuleOptimizer
+from evo_nos.optim.schedules import schedule_factor
 from user_task_source import BUILD
 
 CPU = torch.device("cpu")
@@ -207,3 +208,44 @@ def test_a_bad_task_spec_says_what_is_wrong(tmp_path, monkeypatch):
         load_heldout_task(f"{tmp_path / 'absent.py'}:make_task")
     with pytest.raises(ValueError, match="seeds must be distinct"):
         tiny_table_task(seeds=(1, 1))
+
+
+@pytest.mark.parametrize("name", ["adam", TORCH_ADAM, TORCH_SGDM, "torch-adamw",
+                                  "torch-nesterov", "lion"])
+def test_every_optimizer_runs_at_the_scheduled_lr(name):
+    """The task's schedule reaches every optimizer, rule or baseline, the same way: the
+    lr of step t is the base lr times schedule_factor(t)."""
+    task = tiny_table_task()
+    setup = task.build(0, CPU)
+    made, seen = [], []
+
+    def recording(params, lr, total_steps):
+        made.append(optimizer_factory(name)(params, lr, total_steps))
+        return made[0]
+
+    def loss(outputs, y):             # computed before each step: the lr that step uses
+        seen.append(made[0].param_groups[0]["lr"])
+        return F.cross_entropy(outputs, y)
+
+    steps, reason = fit(setup.model(0), recording, 0.02, setup.data, total_steps=12,
+                        batch_size=40, seed=0, schedule="cosine", warmup=2, loss=loss)
+    assert (steps, reason) == (12, "")
+    assert seen == [0.02 * schedule_factor("cosine", t, 12, 2) for t in range(12)]
+
+
+def test_the_baselines_people_pick_are_their_usual_settings():
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    adamw = optimizer_factory("torch-adamw")(params, 1e-3, 10)
+    nesterov = optimizer_factory("torch-nesterov")(params, 1e-2, 10)
+    lion = optimizer_factory("lion")(params, 1e-4, 10)
+    assert isinstance(adamw, torch.optim.AdamW) and adamw.defaults["weight_decay"] == 0.01
+    assert nesterov.defaults["nesterov"] and nesterov.defaults["momentum"] == 0.9
+    assert type(lion).__name__ == "Lion" and lion.defaults["betas"] == (0.9, 0.99)
+    assert lion.defaults["weight_decay"] == 0.1
+    # Lion's step: w -= lr * (sign(c) + wd * w), c = beta1 m + (1 - beta1) g, from m = 0
+    params[0].grad = torch.tensor([0.5, -2.0, 0.0])
+    params[0].data = torch.tensor([1.0, 1.0, 1.0])
+    lion.step()
+    assert torch.allclose(params[0].data, torch.tensor([1.0 - 1e-4 * (1 + 0.1),
+                                                        1.0 - 1e-4 * (-1 + 0.1),
+                                                        1.0 - 1e-4 * 0.1]))

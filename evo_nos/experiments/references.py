@@ -35,6 +35,7 @@ import pandas as pd
 from evo_nos.core import tables
 from evo_nos.core.known import REFERENCE_NAMES, resolve
 from evo_nos.fitness.baselines import baseline_factory, is_baseline
+from evo_nos.fitness.tasks import NEUTRAL_KEYS
 from evo_nos.tracking import (DEFAULT_EXPERIMENT, KIND_TAG, NOTE_TAG, ReportTracker, find_runs,
                               load_table)
 
@@ -50,7 +51,7 @@ COLUMNS = ("name", "rule", "fitness", "status", "best_lr", "lr_scores")
 # batch size, pack size, the preset's name).
 _SCORING_PREFIXES = ("task.", "probe_", "rule.")
 _SCORING_KEYS = ("target",)
-EXECUTION_KEYS = ("task.name", "task.threads", "task.eval_batch_size", "task.pack")
+EXECUTION_KEYS = tuple(f"task.{key}" for key in NEUTRAL_KEYS)
 # the references drawn as lines in reports (the others are listed in the tables)
 HEADLINE = ("sgd", "momentum", "adam", "rmsprop", "signsgd", "powersign", "addsign")
 
@@ -164,9 +165,11 @@ def score_references(backend, *, preset: str, seed: int, names=REFERENCE_NAMES,
     then a new run holding all of them is logged (unless ``log`` is False).  ``force``
     re-scores everything.
     """
-    names = tuple(names) + tuple(baselines)
     for name in names:                       # an unknown name fails before any training
-        baseline_factory(name) if is_baseline(name) else resolve(name)
+        resolve(name)
+    for name in baselines:
+        baseline_factory(name)
+    names = tuple(names) + tuple(baselines)
     if baselines and not hasattr(backend, "score_baselines"):
         raise ValueError(f"{type(backend).__name__} scores rules only: the baselines "
                          f"({', '.join(baselines)}) need the real fitness (--preset)")
