@@ -1,60 +1,78 @@
 """evo_nos: discover optimizers for neural networks.
 
-The public API, for scripts::
+The public API, for scripts: the names a search and its results need::
 
     from evo_nos import (Rule, RuleOptimizer, SearchSpace, make_strategy, FitnessBackend,
-                         StandInBackend, Search, load_task, export)
+                         StandInBackend, Search, load_task, export_optimizer)
 
     opt = RuleOptimizer(model.parameters(), "powersign", lr=0.1)        # any rule, any model
     space = SearchSpace()
     search = Search(make_strategy("evo", space, seed=0), FitnessBackend(load_task("smoke")),
                     budget=20)
     best = search.run().best                                           # an Evaluation
-    export(best.rule, "Best.py")                                       # a torch.optim class
+    export_optimizer(best.rule, "Best.py")                             # a torch.optim class
+
+Also here: ``seed_everything``, ``Tracker`` (MLflow), ``load_search_runs`` and
+``load_hall_of_fame``.  Everything else is imported from the module that defines it; each
+layer's package docstring lists what its modules offer (``help(evo_nos.core)``: ``KNOWN``
+and ``resolve`` in ``evo_nos.core.known``, ``RuleSettings`` in ``evo_nos.core.primitives``,
+...).
+
+``export_optimizer`` is :func:`evo_nos.optim.export.export` (a rule as a standalone
+``.py`` file and its JSON spec).  ``evo_nos.export``, like ``evo_nos.run`` and every
+other top-level module, is a command line (``python -m evo_nos.export``), not a function.
+
+``import evo_nos`` is cheap: the names are PEP 562 lazy attributes, so torch, mlflow and
+the rest are imported when a name is first used, not before.
 
 The package is layered; each layer imports only the ones before it (checked by
-``python tools/check_layers.py``, which CI runs)::
+``python tests/import_layers.py``, which CI runs)::
 
-    core -> optim -> operators -> fitness -> strategies -> search -> tracking
-         -> experiments -> cli (every ``python -m evo_nos.X``)
+    0 core -> 1 optim -> 2 operators -> 3 fitness -> 4 strategies -> 5 search
+      -> 6 tracking -> 7 experiments -> 8 cli (every ``python -m evo_nos.X``)
 """
-from importlib.metadata import PackageNotFoundError, version
+from importlib import import_module
 
-from evo_nos.core.known import KNOWN, REFERENCE_NAMES, name_of, resolve
-from evo_nos.core.primitives import PRIMITIVES, RuleSettings
-from evo_nos.core.rules import Rule, RuleSyntaxError
-from evo_nos.experiments.campaign import CampaignPlan, run_campaign
-from evo_nos.experiments.references import score_references
-from evo_nos.fitness.backend import FitnessBackend
-from evo_nos.fitness.evaluation import Evaluation
-from evo_nos.fitness.factory import make_backend
-from evo_nos.fitness.standin import StandInBackend
-from evo_nos.fitness.tasks import Task, load_task, presets
-from evo_nos.operators.space import SearchSpace
-from evo_nos.optim.export import export, export_source, export_spec
-from evo_nos.optim.optimizer import RuleOptimizer
-from evo_nos.optim.schedules import LinearCosineDecay, NoisyLinearCosineDecay
-from evo_nos.search import HallOfFame, Search, SearchResult, load_checkpoint, seed_everything
-from evo_nos.strategies import make_strategy, strategy_names
-from evo_nos.tracking import Tracker, load_hall_of_fame, load_search_runs
+# the module that defines each public name; imported when the name is first used
+_MODULES = {
+    "evo_nos.core.rules": ("Rule",),
+    "evo_nos.optim.optimizer": ("RuleOptimizer",),
+    "evo_nos.optim.export": ("export_optimizer",),
+    "evo_nos.operators.space": ("SearchSpace",),
+    "evo_nos.strategies": ("make_strategy",),
+    "evo_nos.fitness.tasks": ("load_task",),
+    "evo_nos.fitness.backend": ("FitnessBackend",),
+    "evo_nos.fitness.standin": ("StandInBackend",),
+    "evo_nos.search.driver": ("Search",),
+    "evo_nos.search.checkpoint": ("seed_everything",),
+    "evo_nos.tracking.writer": ("Tracker",),
+    "evo_nos.tracking.reader": ("load_search_runs", "load_hall_of_fame"),
+}
+_LAZY = {name: module for module, names in _MODULES.items() for name in names}
+_NAME_THERE = {"export_optimizer": "export"}     # a public name its module spells otherwise
 
-try:
-    __version__ = version("evo_nos")
-except PackageNotFoundError:          # a source tree that was never installed
-    __version__ = "unknown"
+__all__ = [*_LAZY, "__version__"]
 
-__all__ = [
-    # rules
-    "Rule", "RuleSyntaxError", "RuleSettings", "PRIMITIVES", "KNOWN", "REFERENCE_NAMES",
-    "resolve", "name_of",
-    # optimizers
-    "RuleOptimizer", "LinearCosineDecay", "NoisyLinearCosineDecay", "export", "export_source",
-    "export_spec",
-    # searching
-    "SearchSpace", "make_strategy", "strategy_names", "Task", "load_task", "presets",
-    "FitnessBackend", "StandInBackend", "make_backend", "Evaluation", "Search",
-    "SearchResult", "HallOfFame", "load_checkpoint", "seed_everything",
-    # results
-    "Tracker", "load_hall_of_fame", "load_search_runs", "CampaignPlan", "run_campaign",
-    "score_references", "__version__",
-]
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("evo_nos")
+    except PackageNotFoundError:      # a source tree that was never installed
+        return "unknown"
+
+
+def __getattr__(name: str):
+    """PEP 562: import a public name's module on first use, then keep the name here."""
+    if name == "__version__":
+        value = _version()
+    elif name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), _NAME_THERE.get(name, name))
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(__all__))

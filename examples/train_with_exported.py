@@ -1,7 +1,7 @@
 """Train a model with an exported optimizer in an ordinary PyTorch loop.
 
 1. export a rule (a known one, or the best of a search's hall of fame) to a standalone
-   ``.py`` file with ``evo_nos.export``;
+   ``.py`` file with ``evo_nos.export_optimizer``;
 2. import that file: it needs only torch, so it can be copied into any project;
 3. use it like any ``torch.optim`` optimizer: DataLoader, ``zero_grad``/``backward``/
    ``step``, and an lr scheduler.
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from evo_nos import export, load_hall_of_fame
+from evo_nos import export_optimizer, load_hall_of_fame
 from evo_nos.fitness.data import synthetic_images      # a stand-in for real images
 
 RULE = os.environ.get("EVO_NOS_RULE", "powersign")
@@ -88,7 +88,7 @@ def main() -> None:
     rule, search_lr = choose_rule()
     lr = float(os.environ.get("EVO_NOS_LR", search_lr or 0.01))
     with tempfile.TemporaryDirectory() as folder:
-        py_file, json_file = export(rule, Path(folder) / "found_optimizer.py")
+        py_file, json_file = export_optimizer(rule, Path(folder) / "found_optimizer.py")
         Optimizer = load_optimizer_class(py_file)
         update = json.loads(json_file.read_text())["update"]
         print(f"exported {py_file.name}: class {Optimizer.__name__}, {update}")

@@ -50,14 +50,15 @@ def probe_updates(rule: "Rule | str", *, steps: int = 32, dim: int = 64, seed: i
     opt = RuleOptimizer([param], rule, lr=0.0, settings=settings,
                         total_steps=total_steps or len(grads), foreach=False)
     recorded = []
-    compiled = opt._direction
 
-    def recording(g, w, m, v, r, t, T):
-        d = compiled(g, w, m, v, r, t, T)
-        recorded.append(torch.broadcast_to(d, g.shape).clone())
-        return d
+    def recording(direction):
+        def recorded_direction(g, w, m, v, r, t, T):
+            d = direction(g, w, m, v, r, t, T)
+            recorded.append(torch.broadcast_to(d, g.shape).clone())
+            return d
+        return recorded_direction
 
-    opt._direction = recording
+    opt.wrap_direction(recording)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(rng_seed)
         for g in grads:

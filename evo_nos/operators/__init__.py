@@ -1,3 +1,6 @@
-"""Layer 3, the search space: one grammar every strategy shares (``space``), its DEAP
-representation and variation (``deap_ops``, GP) and its prefix tokens with validity
-masks (``tokens``, the RL controller)."""
+"""Layer 2, operators: the search space, one grammar every strategy shares.
+
+``space``: :class:`SearchSpace` (the paper's grammar, its sizes and draws);
+``deap_ops``: its DEAP representation and variation (``rule_to_tree``, ``tree_to_rule``,
+``Variation``; GP); ``tokens``: its prefix tokens with validity masks (``TokenGrammar``;
+the RL controller)."""

@@ -75,3 +75,10 @@ class RuleOptimizer(RuleOptimizerBase):
 
     def __repr__(self) -> str:
         return f"RuleOptimizer({self.rule.canonical!r}, {self.rule.math})\n" + super().__repr__()
+
+    def wrap_direction(self, wrapper) -> None:
+        """Replace the compiled rule ``direction(g, w, m, v, r, t, T)`` that ``step`` calls
+        (the update before lr and weight decay) with ``wrapper(direction)``, e.g. to record
+        every direction (:func:`evo_nos.fitness.probe.probe_updates`).  Copies and pickles
+        recompile the plain rule."""
+        self._direction = wrapper(self._direction)

@@ -1,4 +1,4 @@
-"""Layer 5, strategies, by name: ``make_strategy("evo", space, seed, population=50)``.
+"""Layer 4, strategies, by name: ``make_strategy("evo", space, seed, population=50)``.
 
 Adding a strategy is one entry in :data:`STRATEGIES`; the command line (``--strategy``,
 ``--set KEY=VALUE`` and each strategy's ``OPTIONS``) picks it up.  A strategy class
