@@ -34,7 +34,10 @@ from evo_nos.cli.options import (add_search_options, funnel_args_from, space_arg
                                  validate_search_args)
 from evo_nos.cli.settings import (protocol_settings_from, rule_settings_from,
                                   strategy_settings_from)
+from evo_nos.cli.option_types import nonnegative_int
+from evo_nos.experiments.selection import select, selection_suite
 from evo_nos.fitness.backend import FitnessBackend
+from evo_nos.fitness.heldout import SIZES
 from evo_nos.fitness.data import IMAGEFOLDER, SYNTHETIC, parse_data_spec
 from evo_nos.fitness.factory import joblib_backend, make_backend
 from evo_nos.fitness.tasks import default_preset, load_task, preset_key
@@ -63,10 +66,34 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Open the results with: mlflow ui (in the same folder), or "
                "mlflow ui --backend-store-uri $MLFLOW_TRACKING_URI")
     add_search_options(p)
+    sel = p.add_argument_group("program selection (a last stage, after the budget)")
+    sel.add_argument("--select", type=nonnegative_int, default=0, metavar="K",
+                     help="re-score the hall of fame's top K on the selection suite (the "
+                          "held-out kinds on data no reported task uses) and crown the best "
+                          "mean rank there (default 0: off)")
+    sel.add_argument("--select-size", default="quick", choices=SIZES,
+                     help="the selection suite's size (default quick)")
     add_campaign_options(p.add_argument_group(
         "head-to-head (these, several --strategy names or --seeds run a campaign: see "
         "python -m evo_nos.campaign --help)"))
     return p
+
+
+def _select(args, result, backend, tracker) -> None:
+    """Program selection: the top --select rules through the selection suite, on the
+    search's schedule; the table is printed and logged (selection.json, tag
+    selected_rule)."""
+    task = backend.task
+    suite = selection_suite(args.select_size, data=task.data if task.data != "synthetic"
+                            else None, schedule=task.schedule, warmup=task.warmup)
+    frame = select(result.hall_of_fame.frame, suite, top=args.select,
+                   device=backend.device, echo=lambda line: print(line, file=sys.stderr))
+    print(f"\nprogram selection on {', '.join(t.name for t in suite)} ({args.select_size}; "
+          "mean rank of the test scores, 1 = best):")
+    print(frame.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    tracker.log_table(frame, "selection.json")
+    tracker.set_tags({"selected_rule": frame["rule"].iloc[0]})
+    print(f"selected: {frame['rule'].iloc[0]}")
 
 
 def find_checkpoint(out: Path, which: str) -> Path:
@@ -267,6 +294,8 @@ def _search(args, claimed: list) -> int:
     print(f"    {tracker.ui_command}")
     print(f"and open {tracker.ui_url(result.run_id)}")
     print(f"checkpoint: {directory}")
+    if args.select and result.status != INTERRUPTED and isinstance(backend, FitnessBackend):
+        _select(args, result, backend, tracker)
     if result.status == INTERRUPTED:
         print(f"interrupted; continue with: python -m evo_nos.run --resume "
               f"{result.run_id or directory.name}"

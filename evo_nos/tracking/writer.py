@@ -314,6 +314,15 @@ class Tracker:
             self.client.log_batch(self._id(), tags=items[i:i + _BATCH])
             self.tags.update((t.key, t.value) for t in items[i:i + _BATCH])
 
+    def log_table(self, table, path: str, columns: list[str] | None = None) -> None:
+        """Log ``table`` (a DataFrame, or row dicts) as the MLflow table ``path``,
+        replacing an earlier one; ``columns`` picks and orders them (default: all, as
+        they first appear)."""
+        frame = table if isinstance(table, pd.DataFrame) else pd.DataFrame(list(table))
+        if columns is not None:
+            frame = frame.reindex(columns=list(columns))
+        self._replace_table(self._id(), path, frame)
+
     def _id(self) -> str:
         if self.run_id is None:
             raise RuntimeError("no MLflow run: call start() or resume() first")
@@ -471,12 +480,3 @@ class ReportTracker(Tracker):
 
     def log_figure(self, figure, path: str) -> None:
         self.client.log_figure(self._id(), figure, path)
-
-    def log_table(self, table, path: str, columns: list[str] | None = None) -> None:
-        """Log ``table`` (a DataFrame, or row dicts) as the MLflow table ``path``,
-        replacing an earlier one; ``columns`` picks and orders them (default: all, as
-        they first appear)."""
-        frame = table if isinstance(table, pd.DataFrame) else pd.DataFrame(list(table))
-        if columns is not None:
-            frame = frame.reindex(columns=list(columns))
-        self._replace_table(self._id(), path, frame)
