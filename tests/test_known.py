@@ -85,4 +85,4 @@ def test_docs_list_every_known_rule():
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "rules.md").read_text(encoding="utf-8")
     assert known_rules_markdown() in doc, (
-        "docs/rules.md is out of date: paste evo_nos.export.known_rules_markdown() into it")
+        "docs/rules.md is out of date: paste evo_nos.optim.export.known_rules_markdown() into it")

@@ -252,7 +252,7 @@ def test_docs_show_the_primitive_table(docs_rules):
     from evo_nos.optim.export import primitives_markdown
 
     assert primitives_markdown() in docs_rules, (
-        "docs/rules.md is out of date: paste evo_nos.export.primitives_markdown() into it")
+        "docs/rules.md is out of date: paste evo_nos.optim.export.primitives_markdown() into it")
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ backend seeds, and :func:`summarize` reports, per preset:
   reference preset's (by default the most expensive one), each with a 95% percentile
   bootstrap CI over rules (pairs resampled with a fixed seed).
 
-Measuring is long (the ``cpu`` preset takes ~25 s per candidate on one core), so every
+Measuring is long (tens of seconds per candidate for ``cpu``: docs/benchmarks.md), so every
 score is written to ``<out>/scores.json`` as it arrives (atomically); running the same
 command again skips what is there and goes on.
 

@@ -6,7 +6,7 @@ learning-rate grid and epochs, the screen.  Presets ship inside the package, in
 fields), so every install finds them:
 
 * ``smoke`` -- synthetic data, a second or two per candidate: CI and quick checks.
-* ``cpu``   -- a CIFAR-10 subset sized so one candidate takes 10-30 s on two CPU cores.
+* ``cpu``   -- a CIFAR-10 subset sized for a CPU (seconds per candidate: docs/benchmarks.md).
 * ``fast``  -- ``cpu``'s images at 16x16 pixels with a 4-point lr grid (1e-4 .. 1e-1):
   about 6x cheaper per candidate, and ranks rules like ``cpu`` does; for long CPU searches.
 * ``nos``   -- the paper's protocol on full CIFAR-10 (45k/5k), for a GPU.

@@ -7,7 +7,7 @@
 
 built from the primitive table's code templates.  :func:`compile_direction` executes
 that source (cached by rule and settings) for :class:`evo_nos.optim.RuleOptimizer` and
-the fitness screen; :mod:`evo_nos.export` writes the very same source into standalone
+the fitness screen; :mod:`evo_nos.optim.export` writes the very same source into standalone
 files.  What an operand needs bound before the return line (a constant, the decays) is
 its ``prelude`` (and ``decay``) in the primitive table.  Helpers the templates call
 (``drop``, ``decay_values``) live in :mod:`evo_nos.optim.standalone`, which is also

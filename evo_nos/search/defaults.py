@@ -8,7 +8,7 @@ DEFAULT_STRATEGY = "evo"
 DEFAULT_SEED = 0
 DEFAULT_HALL_OF_FAME = 10
 # Budgets (child trainings) that finish well under an hour with the preset's hardware:
-# cpu ~20 s per candidate on 2 cores; fast ~2 s; nos (full CIFAR-10, 11 epochs) on one GPU.
+# (seconds per candidate of each preset: docs/benchmarks.md; nos is full CIFAR-10, for a GPU)
 DEFAULT_BUDGETS = {"smoke": 30, "cpu": 60, "fast": 300, "nos": 40}
 FALLBACK_BUDGET = 50
 

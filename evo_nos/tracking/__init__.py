@@ -1,4 +1,4 @@
-"""Layer 6, tracking: the only package that imports mlflow.  ``store`` (where runs go,
+"""Layer 6, tracking: the only layer that imports mlflow.  ``store`` (where runs go,
 the tags evo_nos uses), ``writer`` (:class:`Tracker` logs a search, :class:`ReportTracker`
 a report) and ``reader`` (runs, tables and halls of fame back as plain data)."""
 from evo_nos.tracking.reader import (RunRecord, experiment_id_of, experiment_name,
