@@ -135,6 +135,11 @@ class Primitive:
     prelude: str = ""
     decay: "int | None" = None
     settings: tuple = ()
+    # display of a binary infix form: the (form, position) pairs its template already
+    # groups (no parentheses needed there), and whether a child of equal precedence on
+    # the left goes without them (x − y − z; False for x^y, where both sides need them)
+    grouped: tuple = ()
+    chains_left: bool = True
 
     @property
     def arity(self) -> int:
@@ -244,9 +249,9 @@ PRIMITIVES: tuple[Primitive, ...] = (
            "x · y", finite=True, nonnegative_if=(0, 1), sign_valued_if=(0, 1)),
     binary("div", "({0} / ({1} + {delta!r}))", "{0}/({1} + δ)",
            r"\frac{{{0}}}{{{1} + \delta}}", "{0}/({1} + delta)", PRODUCT, doc="x / (y + delta)",
-           nonnegative_if=(0, 1)),
+           nonnegative_if=(0, 1), grouped=(("math", 1), ("latex", 0), ("latex", 1))),
     binary("pow", "torch.pow({0}, {1})", "{0}^{1}", "{{{0}}}^{{{1}}}", "{0}**{1}", POWER,
-           doc="x^y"),
+           doc="x^y", grouped=(("latex", 1),), chains_left=False),
     binary("keep", "{0}", "{0}", "{0}", "{0}", ATOM, doc="keep-left: x (y is ignored)",
            finite=True, nonnegative_if=(0,), sign_valued_if=(0,)),
 )

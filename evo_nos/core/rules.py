@@ -173,13 +173,11 @@ class Rule:
 def _needs_parens(parent: Primitive, child: Primitive, position: int, form: str) -> bool:
     if child.kind != BINARY or child.prec >= ATOM:
         return False
-    if parent.name == "div" and (position == 1 or form == "latex"):
-        return False  # shown as x/(y + δ), and \\frac groups both sides
-    if parent.name == "pow" and position == 1 and form == "latex":
-        return False  # the exponent is braced
+    if (form, position) in parent.grouped:
+        return False  # the template groups it (x/(y + δ), \\frac, a braced exponent)
     if child.prec != parent.prec:
         return child.prec < parent.prec
-    if parent.name == "pow":
+    if not parent.chains_left:
         return True
     return position == 1 and not (parent.commutative and child.name == parent.name)
 
