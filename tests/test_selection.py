@@ -29,7 +29,7 @@ def test_select_crowns_the_best_mean_rank_and_keeps_both_scores(monkeypatch):
 
     def fake(task, setup, rule):
         value = tests[rule, task.name]
-        return Score(rule, "ok", 0.1, {}, (0, 1), (value, value), (value, value), 1, 0.0)
+        return Score(rule, "ok", 0.1, {}, (0, 1), (value, value), (0.0, 0.0), 1, 0.0)
 
     monkeypatch.setattr(selection, "score_optimizer", fake)
     fame = pd.DataFrame({"rank": [1, 2, 3, 4], "rule": ["sign_g", "g", "m", "v"],

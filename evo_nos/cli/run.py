@@ -89,7 +89,7 @@ def _select(args, result, backend, tracker) -> None:
     frame = select(result.hall_of_fame.frame, suite, top=args.select,
                    device=backend.device, echo=lambda line: print(line, file=sys.stderr))
     print(f"\nprogram selection on {', '.join(t.name for t in suite)} ({args.select_size}; "
-          "mean rank of the test scores, 1 = best):")
+          "mean rank of the validation scores, 1 = best):")
     print(frame.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     tracker.log_table(frame, "selection.json")
     tracker.set_tags({"selected_rule": frame["rule"].iloc[0]})

@@ -3,7 +3,8 @@ the tasks its results are reported on.
 
 :func:`select` takes the top ``k`` rules of a search's hall of fame through the
 *selection suite* (:func:`selection_suite`) by the one protocol, every task on the
-search's schedule, ranks them on each task by the mean test score over the task's seeds
+search's schedule, ranks them on each task by the mean *validation* score over the task's
+seeds
 (1 = best; ties share the mean rank), and crowns the one with the best mean rank (ties: the
 better search fitness).  The table it returns holds both scores, the search's fitness
 (± SE) and the selection's, per rule.
@@ -13,7 +14,10 @@ The selection suite is disjoint from the reporting suite (the transfer check's
 model, on other data -- other images of the training split (``data_seed``
 :data:`SELECTION_IMAGE_SEED`; the reporting suite's is 1) and other generated sequences
 and tables (``data_seed`` :data:`SELECTION_DATA_SEED`; the reporting suite's is 7) -- so
-the choice never reads a score that is reported.
+the choice never reads a score that is reported.  It reads validation scores, which come
+from the training split; the reported scores are on the test split (the image tasks'
+test samples of seeds 1 and 2 may share images, their training-split subsets too: they
+are drawn independently, not partitioned).
 """
 from __future__ import annotations
 
@@ -47,7 +51,7 @@ def select(hall_of_fame: pd.DataFrame, tasks: list, *, top: int = 3, device: str
            echo=print) -> pd.DataFrame:
     """The top ``top`` rules of ``hall_of_fame`` (a :meth:`HallOfFame.frame`: rank,
     rule, fitness, fitness_se ...) through ``tasks``; one row per rule, the crowned one
-    first (``selection_rank`` 1), with each task's test score and the mean rank."""
+    first (``selection_rank`` 1), with each task's validation score and the mean rank."""
     if top < 1:
         raise ValueError(f"top must be >= 1, got {top}")
     chosen = hall_of_fame.sort_values("rank").head(top)
@@ -61,7 +65,7 @@ def select(hall_of_fame: pd.DataFrame, tasks: list, *, top: int = 3, device: str
         for i, rule in enumerate(rules, 1):
             echo(f"[select {task.name} {i}/{len(rules)}] {rule}")
             result = score_optimizer(task, setup, rule)
-            scores[rule, task.name] = sum(result.test) / len(result.test)
+            scores[rule, task.name] = sum(result.val) / len(result.val)
     frame = pd.DataFrame({"rule": rules, "fitness": list(chosen["fitness"]),
                           "fitness_se": list(chosen.get("fitness_se",
                                                         [None] * len(rules)))})
