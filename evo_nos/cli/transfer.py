@@ -14,7 +14,8 @@ sized by ``--preset`` (quick | cpu | gpu; default gpu on a GPU, cpu otherwise; a
 ``.toml`` file sets the image task's Task keys, the other tasks at the default size).
 Beside the rules, the baselines (``--baselines``: Adam, AdamW, SGD with momentum and
 Nesterov momentum, Lion)
-get the same lr sweep.  The image task trains on ``--data``, else the searches' data
+get the same lr sweep, and every run of every optimizer follows ``--schedule`` (default
+cosine).  The image task trains on ``--data``, else the searches' data
 source, else the preset's ``data``.  What is trained and scored:
 :mod:`evo_nos.experiments.transfer` and :mod:`evo_nos.fitness.heldout`.
 """
@@ -28,6 +29,7 @@ from evo_nos.cli.option_types import (data_spec, existing_file, folder_path, non
                                       positive_float, positive_int, reference_names, rule_names,
                                       split_list)
 from evo_nos.cli.options import add_baseline_option, add_device_option
+from evo_nos.optim.schedules import SCHEDULES
 from evo_nos.core.known import name_of, resolve
 from evo_nos.experiments.transfer import (DEFAULT_REFERENCES, DEFAULT_TASKS, Candidate,
                                           baseline_candidates, candidates_from_runs,
@@ -86,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a final run of this many epochs at each chosen lr, on every task "
                         "(default: the preset's)")
     add_device_option(p)
+    p.add_argument("--schedule", default="cosine", choices=SCHEDULES,
+                   help="the lr schedule of every run, rules and baselines alike "
+                        "(default cosine, what practitioners run)")
+    p.add_argument("--warmup", type=nonnegative_int, default=0, metavar="STEPS",
+                   help="linear lr warmup steps at the start of every run (default 0)")
     p.add_argument("--threads", type=nonnegative_int,
                    help="torch CPU threads (default: the preset's; 0: torch's own)")
     p.add_argument("--experiment", help="MLflow experiment (default: the first run's)")
@@ -114,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
                              "or --baselines")
         data = args.data or (search_data(args.run, args.tracking_uri) if args.run else None)
         tasks = load_suite(preset, [*reference_names(args.tasks), *args.task], data=data,
-                           final_epochs=args.epochs, threads=args.threads, seeds=args.seeds)
+                           final_epochs=args.epochs, threads=args.threads, seeds=args.seeds,
+                           schedule=args.schedule, warmup=args.warmup)
     except (ValueError, FileNotFoundError, TrackingError) as err:
         return error(describe(err))
     try:

@@ -9,7 +9,7 @@ DEFAULT_SEED = 0
 DEFAULT_HALL_OF_FAME = 10
 # Budgets (child trainings) that finish well under an hour with the preset's hardware:
 # (seconds per candidate of each preset: docs/benchmarks.md; nos is full CIFAR-10, for a GPU)
-DEFAULT_BUDGETS = {"smoke": 30, "cpu": 60, "fast": 300, "nos": 40}
+DEFAULT_BUDGETS = {"smoke": 30, "cpu": 60, "fast": 300, "fast-cosine": 300, "mix": 100, "nos": 40}
 FALLBACK_BUDGET = 50
 
 
