@@ -17,9 +17,9 @@ import argparse
 import sys
 
 from evo_nos.cli.errors import EXIT_OK, Parser, bad_input, describe, error, guarded
-from evo_nos.cli.option_types import (data_spec, folder_path, job_count, nonnegative_int,
+from evo_nos.cli.option_types import (data_spec, job_count, nonnegative_int,
                                       preset_option, reference_names, rule_names)
-from evo_nos.cli.options import add_device_option
+from evo_nos.cli.options import add_device_option, add_output_folder_option
 from evo_nos.core.known import REFERENCE_NAMES
 from evo_nos.experiments.fidelity import N_RANDOM, PANEL_SEED, measure, panel, summarize
 from evo_nos.fitness.data import DataError
@@ -60,8 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(cifar10 | imagefolder:DIR)")
     add_device_option(p)
     p.add_argument("--n-jobs", type=job_count, default=1, help="parallel trainings (1)")
-    p.add_argument("--out", default=DEFAULT_OUT, type=folder_path,
-                   help=f"output folder (./{DEFAULT_OUT})")
+    add_output_folder_option(p, DEFAULT_OUT)
     return p
 
 

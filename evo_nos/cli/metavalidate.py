@@ -17,8 +17,8 @@ import argparse
 import sys
 
 from evo_nos.cli.errors import EXIT_OK, Parser, describe, error, guarded
-from evo_nos.cli.option_types import data_spec, folder_path, nonnegative_int, split_list
-from evo_nos.cli.options import add_device_option
+from evo_nos.cli.option_types import data_spec, nonnegative_int, split_list
+from evo_nos.cli.options import add_device_option, add_output_folder_option
 from evo_nos.core.tables import write_table
 from evo_nos.experiments.metavalidation import (N_RANDOM, meta_validate, panel_rules,
                                                 report_text)
@@ -49,8 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image source of the presets and the image task "
                         "(cifar10 | imagefolder:DIR)")
     add_device_option(p)
-    p.add_argument("--out", default=DEFAULT_OUT, type=folder_path,
-                   help=f"output folder (./{DEFAULT_OUT})")
+    add_output_folder_option(p, DEFAULT_OUT)
     return p
 
 

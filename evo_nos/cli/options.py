@@ -163,6 +163,12 @@ def add_reference_option(p: argparse.ArgumentParser, default=REFERENCE_NAMES) ->
                    help="known rules to score as references (comma-separated; none: skip)")
 
 
+def add_output_folder_option(p: argparse.ArgumentParser, default: str) -> None:
+    """``--out``: the folder a measurement writes to (and resumes from)."""
+    p.add_argument("--out", default=default, type=folder_path,
+                   help=f"output folder, resumed when it holds scores (./{default})")
+
+
 def add_baseline_option(p: argparse.ArgumentParser, default=DEFAULT_BASELINES) -> None:
     p.add_argument("--baselines", default=",".join(default) or "none", metavar="NAMES|none",
                    type=baseline_names,
