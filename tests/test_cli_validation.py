@@ -74,8 +74,8 @@ def refused(main, argv, capsys, folder) -> str:
     (["--max-binary", str(MAX_SPACE_BINARY + 1)], "--max-binary expects an integer from 1"),
     (["--funnel-seeds", "-1"], "--funnel-seeds expects an integer >= 0, got '-1'"),
     (["--hurdle", "2"], "--hurdle expects a quantile in (0, 1)"),
-    (["--preset", "nope"], "--preset: unknown preset 'nope'; presets: ['cpu', 'fast', 'nos', "
-                           "'smoke']"),
+    (["--preset", "nope"], "--preset: unknown preset 'nope'; presets: ['cpu', 'fast', "
+                           "'fast-cosine', 'mix', 'nos', 'smoke']"),
     (["--preset", "missing.toml"], "--preset: task file missing.toml does not exist"),
     (["--data", "foo"], "--data: unknown data source 'foo'"),
     (["--data", "imagefolder:/no/such/dir"],

@@ -44,7 +44,7 @@ def test_unknown_key_lists_the_valid_keys():
 
 
 def test_unknown_preset_lists_the_presets():
-    listed = r"unknown preset 'fastest'.*\['cpu', 'fast', 'nos', 'smoke'"
+    listed = r"unknown preset 'fastest'.*\['cpu', 'fast', 'fast-cosine', 'mix', 'nos', 'smoke'"
     with pytest.raises(ValueError, match=listed):
         load_task("fastest")
 
