@@ -1,20 +1,26 @@
-"""Step time of rule optimizers against torch.optim.Adam(foreach=True).
+"""Step time of rule optimizers against torch.optim.Adam, at defaults and with foreach.
 
-    python benchmarks/optimizer_step.py [--sets convnet resnet18 small] [--threads 1]
+    python benchmarks/optimizer_step.py [--sets convnet resnet18 small transformer_norms]
+                                        [--threads 1 2]
 
 For each parameter set (the paper's child ConvNet, a ResNet-18-shaped set, many small
-tensors) it times ``step()`` of torch's Adam (foreach and for-loop), of the ``adam`` and
-``powersign`` rules under RuleOptimizer and as exported files, each on the per-tensor and
-the foreach path (and the exported adam rule with ``capturable=True``), and prints the
-time per step and the ratio to torch's foreach Adam; the last lines sum up the adam
-rule's ratio on each set.  Gradients are fixed random tensors (no forward/backward);
-timings are the best of ``--repeats`` interleaved rounds, so a busy machine inflates them
-less.
+tensors, a transformer's layer norms and biases) and each thread count it times
+``step()`` of torch's Adam (at its defaults: the for-loop on the CPU, foreach on CUDA;
+foreach; for-loop), of the ``adam`` and ``powersign`` rules under RuleOptimizer and as
+exported files, each at its defaults (``foreach=None``), on the per-tensor path
+(``foreach=False``) and on the multi-tensor path (``foreach=True``), and the exported adam
+rule with ``capturable=True``.  It prints the time per step and the ratios to torch's
+``Adam()`` and ``Adam(foreach=True)``; the last lines check issue 24's goal: at defaults
+the exported rules within 1.1x of ``Adam()``, and with ``foreach=True`` within 1.1x of
+``Adam(foreach=True)``.  Gradients are fixed random tensors (no forward/backward).  Every
+round times each optimizer once, interleaved; times are the median over ``--repeats``
+rounds and ratios the median of each round's ratio, so a busy machine skews them less.
 """
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import statistics
 import sys
 import tempfile
 import time
@@ -51,7 +57,18 @@ def small_shapes():
     return [(64,)] * 500
 
 
-SETS = {"convnet": convnet_shapes, "resnet18": resnet18_shapes, "small": small_shapes}
+def transformer_norms_shapes():
+    """A transformer's layer norms and biases (GPT-2 small: 12 layers, width 768): per
+    layer two layer norms (weight, bias), the biases of the attention's qkv and output
+    projections and of the MLP's two layers; the final layer norm.  98 tensors, 121k
+    parameters: what an optimizer's param group "no weight decay" often holds."""
+    d = 768
+    layer = [(d,), (d,), (3 * d,), (d,), (d,), (d,), (4 * d,), (d,)]
+    return layer * 12 + [(d,), (d,)]
+
+
+SETS = {"convnet": convnet_shapes, "resnet18": resnet18_shapes, "small": small_shapes,
+        "transformer_norms": transformer_norms_shapes}
 
 
 def make_params(shapes, device):
@@ -83,59 +100,88 @@ def time_steps(opt, steps, device):
     return (time.perf_counter() - start) / steps
 
 
+PATHS = {"default": {}, "per-tensor": {"foreach": False}, "foreach": {"foreach": True}}
+
+
 def run(set_name, device, steps, repeats, folder):
+    """Time every optimizer on one parameter set; return {name: (median ms, median ratio
+    to torch's Adam() at its defaults, median ratio to Adam(foreach=True))}, the ratios
+    taken round by round (each round times every optimizer once, interleaved)."""
     shapes = SETS[set_name]()
     params = make_params(shapes, device)
     n = sum(p.numel() for p in params)
     opts = {
+        "torch Adam default": torch.optim.Adam(params, 1e-3),
         "torch Adam foreach": torch.optim.Adam(params, 1e-3, foreach=True),
         "torch Adam for-loop": torch.optim.Adam(params, 1e-3, foreach=False),
     }
     for rule in ("adam", "powersign"):
         cls = exported(rule, folder)
-        for foreach in (False, True):
-            path = "foreach" if foreach else "per-tensor"
-            opts[f"{rule} RuleOptimizer {path}"] = RuleOptimizer(params, rule, 1e-3,
-                                                                 foreach=foreach)
-            opts[f"{rule} exported {path}"] = cls(params, 1e-3, foreach=foreach)
+        for path, kwargs in PATHS.items():
+            opts[f"{rule} RuleOptimizer {path}"] = RuleOptimizer(params, rule, 1e-3, **kwargs)
+            opts[f"{rule} exported {path}"] = cls(params, 1e-3, **kwargs)
         if rule == "adam":
             opts["adam exported foreach capturable"] = cls(params, 1e-3, foreach=True,
                                                            capturable=True)
     for opt in opts.values():          # warm up (state allocation, first-call costs)
         time_steps(opt, 3, device)
-    best = {name: float("inf") for name in opts}
+    rounds = {name: [] for name in opts}
     for _ in range(repeats):
         for name, opt in opts.items():
-            best[name] = min(best[name], time_steps(opt, steps, device))
-    base = best["torch Adam foreach"]
+            rounds[name].append(time_steps(opt, steps, device))
+    out = {}
+    for name, times in rounds.items():
+        out[name] = (statistics.median(times) * 1e3,
+                     statistics.median(t / b for t, b in zip(times, rounds["torch Adam default"])),
+                     statistics.median(t / b for t, b in zip(times, rounds["torch Adam foreach"])))
     print(f"\n{set_name}: {len(params)} tensors, {n:,} parameters, {device}")
-    print(f"  {'optimizer':34s} {'ms/step':>9s} {'vs torch foreach Adam':>22s}")
-    for name, seconds in best.items():
-        print(f"  {name:34s} {seconds * 1e3:9.3f} {seconds / base:21.2f}x")
-    return {name: seconds / base for name, seconds in best.items()}
+    print(f"  {'optimizer':34s} {'ms/step':>9s} {'vs Adam()':>10s} {'vs Adam(foreach=True)':>22s}")
+    for name, (ms, to_default, to_foreach) in out.items():
+        print(f"  {name:34s} {ms:9.3f} {to_default:9.2f}x {to_foreach:21.2f}x")
+    return out
+
+
+GOAL = 1.1     # issue 24: at most 1.1x torch's Adam, defaults against defaults, foreach too
+
+
+def measure(args, device, threads):
+    """Every set at ``threads`` torch threads; print the goal's lines; whether it is met."""
+    torch.set_num_threads(threads)
+    print(f"\n==== torch {torch.__version__}, {threads} thread(s), median of {args.repeats} "
+          f"interleaved rounds of {args.steps} steps ====")
+    with tempfile.TemporaryDirectory() as folder:
+        ratios = {name: run(name, device, args.steps, args.repeats, Path(folder))
+                  for name in args.sets}
+    print(f"\n{threads} thread(s), exported rules' step time / torch's Adam (goal: <= {GOAL}x; "
+          f"medians of the rounds' ratios):")
+    print(f"  {'set':18s} {'default / Adam()':>22s}   {'foreach / Adam(foreach=True)':>30s}")
+    print(f"  {'':18s} {'adam':>10s} {'powersign':>11s}   {'adam':>18s} {'powersign':>11s}")
+    met = True
+    for name, r in ratios.items():
+        default = [r[f"{rule} exported default"][1] for rule in ("adam", "powersign")]
+        foreach = [r[f"{rule} exported foreach"][2] for rule in ("adam", "powersign")]
+        met = met and max(default + foreach) <= GOAL
+        print(f"  {name:18s} {default[0]:9.2f}x {default[1]:10.2f}x   "
+              f"{foreach[0]:17.2f}x {foreach[1]:10.2f}x")
+    return met
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1],
+                        help="torch CPU thread counts, each measured in turn")
     parser.add_argument("--steps", type=int, default=20, help="steps per timed round")
-    parser.add_argument("--repeats", type=int, default=5, help="timed rounds (best is kept)")
+    parser.add_argument("--repeats", type=int, default=7,
+                        help="timed rounds (the median is kept)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    print(f"torch {torch.__version__}, {args.threads} thread(s), best of {args.repeats} x "
-          f"{args.steps} steps")
-    with tempfile.TemporaryDirectory() as folder:
-        ratios = {name: run(name, device, args.steps, args.repeats, Path(folder))
-                  for name in args.sets}
-    print("\nadam rule, foreach=True, step time / torch.optim.Adam(foreach=True):")
-    for name, r in ratios.items():
-        print(f"  {name:9s} RuleOptimizer {r['adam RuleOptimizer foreach']:.2f}x, "
-              f"exported {r['adam exported foreach']:.2f}x "
-              f"(per-tensor path: {r['adam RuleOptimizer per-tensor']:.2f}x / "
-              f"{r['adam exported per-tensor']:.2f}x)")
+    met = True
+    for threads in args.threads:
+        met = measure(args, device, threads) and met
+    print(f"\ngoal met on every set{' and thread count' * (len(args.threads) > 1)}: "
+          f"{'yes' if met else 'no'}")
     return 0
 
 

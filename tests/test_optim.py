@@ -9,6 +9,7 @@ import torch
 from evo_nos.core.known import KNOWN
 from evo_nos.core.primitives import RuleSettings
 from evo_nos.optim.optimizer import RuleOptimizer
+from evo_nos.optim.standalone import default_foreach
 from evo_nos.core.rules import RuleSyntaxError
 from evo_nos.optim.schedules import LinearCosineDecay, NoisyLinearCosineDecay
 from tiny_problem import batch, small_net
@@ -383,18 +384,71 @@ def test_foreach_handles_large_and_small_tensors_alike(rule, bias_correction):
     assert_same_params(runs[0], runs[1], atol=1e-7)
 
 
-def test_foreach_and_per_tensor_paths_agree_in_distribution_for_random_rules():
-    # drop(g, 0.5): each path zeroes about half of 20000 entries, rescales the rest by 2
-    for foreach in (False, True):
+def _shares_flat_buffer(opt, a, b, name):
+    """Whether a's and b's state entry ``name`` are views of one flat buffer (the
+    multi-tensor path's batches of small tensors)."""
+    return (opt.state[a][name].untyped_storage().data_ptr()
+            == opt.state[b][name].untyped_storage().data_ptr())
+
+
+def test_default_foreach_on_plain_cpu_tensors_only():
+    # foreach=None: the multi-tensor path for plain tensors on the CPU (and CUDA, XPU),
+    # the per-tensor path for tensor subclasses and other devices
+    class Tagged(torch.Tensor):
+        pass
+
+    cpu = [torch.nn.Parameter(torch.zeros(3)), torch.zeros(2)]
+    assert default_foreach(cpu)
+    assert not default_foreach(cpu + [torch.zeros(2).as_subclass(Tagged)])
+    assert not default_foreach(cpu + [torch.zeros(2, device="meta")])
+
+
+@pytest.mark.parametrize("rule", ["adam", "powersign-cd", "add(r, w3)", "sgd"])
+@pytest.mark.parametrize("capturable", [False, True])
+def test_the_default_is_the_multi_tensor_path_on_the_cpu(rule, capturable):
+    # foreach=None on the CPU: the very numbers of foreach=True, those of the per-tensor
+    # path to 1e-6; an explicit foreach=False is honoured (no flat buffers)
+    runs = {}
+    for foreach in (None, True, False):
+        model = small_net()
+        opt = RuleOptimizer(model.parameters(), rule, lr=0.01, total_steps=8, foreach=foreach,
+                            weight_decay=0.001, capturable=capturable)
+        assert opt.param_groups[0]["foreach"] is foreach
+        runs[foreach] = train(model, opt, steps=10)
+        first, last = model[0].bias, model[2].bias        # small: batched together
+        averages = [name for name in opt.state[first] if name != "step"]
+        if averages and not capturable:          # (a capturable step updates each alone)
+            assert _shares_flat_buffer(opt, first, last, averages[0]) == (
+                foreach is not False)
+    assert_same_params(runs[None], runs[True], atol=0)
+    assert_same_params(runs[None], runs[False], atol=1e-6)
+
+
+@pytest.mark.parametrize("rule, check", [
+    ("drop5(g)", "drop"), ("add(eps, g)", "eps")])
+def test_foreach_and_per_tensor_paths_agree_in_distribution_for_random_rules(rule, check):
+    # drop(g, 0.5): each path zeroes about half of 20000 entries, rescales the rest by 2;
+    # eps: each path adds Gaussian noise of std noise_std = 0.1 (other draws: see
+    # RuleOptimizerBase)
+    moves = []
+    for foreach in (False, True, None):
         torch.manual_seed(0)
-        ps = [torch.nn.Parameter(torch.zeros(10_000)) for _ in range(2)]
-        opt = RuleOptimizer(ps, "drop5(g)", lr=1.0, foreach=foreach)
+        ps = [torch.nn.Parameter(torch.zeros(10_000)) for _ in range(2)] + [
+            torch.nn.Parameter(torch.zeros(50)) for _ in range(4)]
+        opt = RuleOptimizer(ps, rule, lr=1.0, foreach=foreach)
         for p in ps:
-            p.grad = torch.ones(10_000)
+            p.grad = torch.ones_like(p) if check == "drop" else torch.zeros_like(p)
         opt.step()
         moved = torch.cat([p.detach() for p in ps])
-        assert set(moved.unique().tolist()) == {-2.0, 0.0}
-        assert abs((moved == 0).float().mean().item() - 0.5) < 5 * 0.5 / math.sqrt(20_000)
+        n = moved.numel()
+        if check == "drop":
+            assert set(moved.unique().tolist()) == {-2.0, 0.0}
+            assert abs((moved == 0).float().mean().item() - 0.5) < 5 * 0.5 / math.sqrt(n)
+        else:
+            assert abs(moved.mean().item()) < 5 * 0.1 / math.sqrt(n)
+            assert abs(moved.std().item() - 0.1) < 5 * 0.1 / math.sqrt(2 * n)
+        moves.append(moved)
+    assert torch.equal(moves[1], moves[2])          # the default: foreach=True's draws
 
 
 def test_foreach_batches_parameters_by_step():

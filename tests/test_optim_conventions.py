@@ -406,3 +406,32 @@ def test_foreach_slices_and_flat_buffers_agree_with_the_per_tensor_path(classes,
         runs.append([p.detach() for p in ps])
         assert opt.state[ps[4]]["step"] == 4 and opt.state[ps[3]]["step"] == 5
     assert_params(runs[0], runs[1], atol=1e-7)
+
+
+@pytest.mark.parametrize("rule", ["adam", "powersign-cd", "sgd"])
+@pytest.mark.parametrize("capturable", [False, True])
+def test_the_exported_default_is_the_multi_tensor_path_on_the_cpu(classes, rule, capturable):
+    # an exported class at its defaults (foreach=None) on the CPU: foreach=True's very
+    # numbers, the per-tensor path's to 1e-6, on slices, alone and batched tensors
+    shapes = [(300, 500), (40, 200), (3, 4), (7,), (2, 2, 2)]
+    gen = torch.Generator().manual_seed(2)
+    grads = [[torch.randn(s, generator=gen) for s in shapes] for _ in range(6)]
+    runs = {}
+    for foreach in (None, True, False):
+        ps = _shaped_params(shapes)
+        opt = classes[rule](ps, lr=0.01, total_steps=6, weight_decay=0.01, foreach=foreach,
+                            capturable=capturable)
+        for step in grads:
+            for p, g in zip(ps, step):
+                p.grad = g.clone()
+            opt.step()
+        runs[foreach] = [p.detach() for p in ps]
+    assert_params(runs[None], runs[True], atol=0)
+    assert_params(runs[None], runs[False], atol=1e-6)
+
+
+def test_the_exported_docstring_states_the_default(classes):
+    doc = classes["adam"].__doc__
+    assert "None (the" in doc and "CPU, CUDA or XPU" in doc
+    assert "draws random numbers" in classes["add(mul(eps_t, 1), g)"].__doc__
+    assert "draws random numbers" not in doc

@@ -30,7 +30,12 @@ class RuleOptimizer(RuleOptimizerBase):
         weight_decay: L2 penalty added to the gradient (as torch's SGD and Adam).
         settings: :class:`RuleSettings` (betas, bias correction, noise std, ...).
         maximize: ascend instead of descend.
-        foreach: use the multi-tensor path (default: on CUDA).
+        foreach: True: the multi-tensor path; False: the per-tensor path; None (the
+            default): the multi-tensor path for plain tensors on the CPU, CUDA or XPU,
+            where it is the faster (:func:`evo_nos.optim.standalone.default_foreach`).
+            Same numbers either way up to the last bits; rules with random operands
+            draw other numbers of the same distributions (see
+            :class:`~evo_nos.optim.standalone.RuleOptimizerBase`).
         capturable: keep ``step`` as a tensor on the parameter's device and never read
             it on the host (for ``torch.compile`` and CUDA graphs), as torch's Adam.
 

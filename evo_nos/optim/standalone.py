@@ -85,6 +85,21 @@ def rule_direction(direction, g, w, buffers, *, slots, powers, betas, divisors, 
     return direction(g, w, *averages, t, total)
 
 
+FOREACH_DEVICES = ("cpu", "cuda", "xpu")   # where foreach=None takes the multi-tensor path
+
+
+def default_foreach(params):
+    """Whether ``foreach=None`` takes the multi-tensor path for ``params``: when every
+    one is a plain tensor (``torch.Tensor`` or ``torch.nn.Parameter``, not a subclass
+    such as a DTensor) on a device of ``FOREACH_DEVICES``.  The test torch's optimizers
+    make, except that the CPU counts too: torch's CPU default is its for-loop, while
+    this multi-tensor path is the faster one on the CPU as well (on small tensors it
+    runs a rule's few kernels once per batch instead of once per tensor; on large ones
+    it works in cache-sized slices).  Elsewhere the per-tensor path is the default."""
+    return all(type(p) in (torch.Tensor, torch.nn.Parameter)
+               and p.device.type in FOREACH_DEVICES for p in params)
+
+
 def _cutting(device):
     """How the multi-tensor path divides a device's parameters into pieces:
     ``(concat_max, batch_max, slice_numel)``.  Tensors of at most ``concat_max`` entries
@@ -140,6 +155,19 @@ class RuleOptimizerBase(torch.optim.Optimizer):
     parameter's device (as torch's Adam does) and computes the bias corrections and
     decays from it with tensor ops, so a step never reads a value back to the host
     (``torch.compile`` and CUDA graphs can capture it); otherwise ``step`` is an int.
+
+    ``foreach``: True takes the multi-tensor path (:meth:`_update_foreach`), False the
+    per-tensor one (:meth:`_update_each`), None (the default) decides per param group
+    and step by :func:`default_foreach`: the multi-tensor path for plain tensors on the
+    CPU, CUDA or XPU, the faster path there.  The two do the same arithmetic entry by
+    entry and agree up to the last bits (a kernel may round a function such as ``exp``
+    differently on a concatenation, a slice or a whole tensor), except
+    for rules with random operands, which draw the same distributions but not the same
+    numbers: ``drop`` consumes the same uniform draws but may hand them to other
+    entries (the batches of small tensors are updated after the large tensors), and
+    ``eps``/``eps_t`` get other Gaussian draws (torch fills a tensor of normals in
+    blocks, so a concatenation's normals are not its pieces' normals).  Pass
+    ``foreach=False`` for the per-tensor path's numbers.
     """
 
     _direction = None
@@ -232,7 +260,7 @@ class RuleOptimizerBase(torch.optim.Optimizer):
                 self._init_state(p, group["capturable"])
             foreach = group["foreach"]
             if foreach is None:
-                foreach = all(p.device.type == "cuda" for p in params)
+                foreach = default_foreach(params)
             update = self._update_foreach if foreach else self._update_each
             update(group, params, grads)
         self._flat_cache = {key: self._flat_cache[key] for key in self._flat_used}
@@ -302,7 +330,7 @@ class RuleOptimizerBase(torch.optim.Optimizer):
         ``_foreach_add_``.  Large ones are updated alone, on the CPU in cache-sized
         slices (see :func:`_cutting`); with a capturable step every parameter is updated
         alone.  Same arithmetic as ``_update_each`` element by element; only random
-        primitives draw their numbers in a different order."""
+        primitives draw other numbers (see the class docstring)."""
         lr = float(group["lr"])
         capturable = group["capturable"]
         cuts, batches = {}, {}
