@@ -1,7 +1,7 @@
 """The optimizer machinery every rule runs on, free of evo_nos imports.
 
 This module imports only torch and the standard library because
-:mod:`evo_nos.export` copies it verbatim into every exported optimizer file:
+:mod:`evo_nos.optim.export` copies it verbatim into every exported optimizer file:
 :class:`evo_nos.optim.RuleOptimizer` and an exported optimizer run the very same
 ``step``.  A concrete optimizer only supplies the rule's compiled ``_direction``
 function (see :mod:`evo_nos.optim.kernels`) and the settings below.
