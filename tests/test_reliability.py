@@ -444,6 +444,20 @@ def test_a_damaged_store_is_named_with_what_to_do(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("command", [["evo_nos.export", "--run", "0123abcd"],
+                                     ["evo_nos.compare"],
+                                     ["evo_nos.transfer", "--run", "0123abcd", "--quick"]])
+def test_read_only_commands_never_create_a_store(tmp_path, command):
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.run([sys.executable, "-m", *command], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [line for line in proc.stderr.splitlines()
+                                        if line.startswith("error: no MLflow store at ")]
+    assert len(proc.stderr.splitlines()) == 1 and "--tracking-uri" in proc.stderr
+    assert list(tmp_path.iterdir()) == []                  # no mlflow.db, no lock
+
+
 # -- one writer per search --------------------------------------------------------------------
 def test_a_search_held_by_a_live_process_refuses_a_second_writer(tmp_path, store):
     first = run(tmp_path, store, *ARGS, fault="sigint-in-batch", n=3)
