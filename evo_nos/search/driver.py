@@ -17,8 +17,13 @@ x-axis, with the param ``steps_per_training`` to convert.  Cache hits and screen
 (invalid) rules cost nothing but are counted and logged.  A strategy that only proposes
 such free rules would loop for ever, so the search stops ("stalled") after
 ``free_limit`` free evaluations in a row (default 1000).  An optional ``time_limit``
-(seconds, summed over resumes) stops it between batches.  A batch never asks for more
-rules than the budget has whole trainings left.
+(seconds, summed over resumes) stops it between batches.  The budget is a cap, never
+passed: a candidate is started only when a whole training (its most) still fits, so a
+batch asks for at most as many rules as the budget has whole trainings left, and the
+search finishes when less than one whole training is left; candidates that stopped early
+(diverged, hurdled) can leave that fraction unspent (``unspent``), which the command's
+summary line says.  (A training cut at the budget would leave a score no other candidate
+is compared on, and a budget grown by a resume would re-train it.)
 
 The re-evaluation funnel (Lion's funnel; AutoML-Zero re-measures noisy fitness).  With
 a backend that can ``rescore`` (the real one), every rule in the top ``funnel_top`` of
@@ -410,7 +415,7 @@ class Search:
         return (self.budget * self.unit - self.spent) / self.unit
 
     def _stop_reason(self) -> str | None:
-        if self.spent >= self.budget * self.unit:
+        if self.budget * self.unit - self.spent < self.unit:   # no whole training left
             return FINISHED
         if self.free_streak >= self.free_limit:
             return STALLED
@@ -423,7 +428,7 @@ class Search:
 
     def _batch(self) -> None:
         left = self.budget * self.unit - self.spent
-        n = min(self.batch_size, max(1, math.ceil(left / self.unit)))
+        n = min(self.batch_size, max(1, left // self.unit))   # each may cost a whole one
         self.last_batch = n
         rules = self.strategy.ask(n)
         evaluations = self.backend.evaluate(rules)
