@@ -8,13 +8,16 @@ A test runs this as a subprocess and then checks what the fault left behind.
 """
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
+from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
 from evo_nos.cli import run as cli
+from evo_nos.core import files
 from evo_nos.fitness.backend import FitnessBackend
 from evo_nos.fitness.standin import StandInBackend
 from evo_nos.tracking import Tracker
@@ -64,8 +67,51 @@ def batches(action):
                       for cls in (FitnessBackend, StandInBackend)]
 
 
+def swallowed(signum):
+    """The signal delivered where library code swallows what it raises (as Python does
+    with an exception raised in a garbage-collection callback)."""
+    def action(args):
+        try:
+            os.kill(os.getpid(), signum)
+        except BaseException:
+            pass
+    return action
+
+
+def no_space(file_name):
+    """From now on every write of the file ``file_name`` (by write_atomic, as the
+    checkpoint and run.json are written) fails as on a full disk (ENOSPC)."""
+    def action(args):
+        make_temp, open_fd, full = files.tempfile.mkstemp, files.os.fdopen, set()
+
+        def mkstemp(*a, **k):
+            fd, tmp = make_temp(*a, **k)
+            if Path(tmp).name.startswith(f".{file_name}."):
+                full.add(fd)
+            return fd, tmp
+
+        def fdopen(fd, *a, **k):
+            fh = open_fd(fd, *a, **k)
+            if fd in full:
+                full.discard(fd)
+                fh.write = no_room
+            return fh
+
+        def no_room(data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        files.tempfile.mkstemp, files.os.fdopen = mkstemp, fdopen
+    return action
+
+
 FAULTS = {
     "sigint-in-batch": batches(signal_self(signal.SIGINT)),
+    "sigterm-in-batch": batches(signal_self(signal.SIGTERM)),
+    "sighup-in-batch": batches(signal_self(signal.SIGHUP)),
+    "swallowed-sigint-in-batch": batches(swallowed(signal.SIGINT)),
+    "sigint-in-final-writes": lambda n: on_call(Tracker, "finish", n,
+                                                signal_self(signal.SIGINT)),
+    "no-space-for-summary": batches(no_space("run.json")),
+    "no-space-for-checkpoint": batches(no_space("checkpoint.pkl")),
     "kill-in-batch": batches(signal_self(signal.SIGKILL)),
     "kill-after-run-created": lambda n: after_call(Tracker, "start", n,
                                                    signal_self(signal.SIGKILL)),

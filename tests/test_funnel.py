@@ -180,10 +180,13 @@ def test_budget_counts_optimizer_steps_so_a_cheap_candidate_costs_less():
         def evaluate(self, rules):
             out = super().evaluate(rules)
             return [dataclasses.replace(e, steps=4) for e in out]   # stopped early
-    result = Search(ListStrategy(["g", "m", "v", "adam"]), Cheap(SCORES), budget=1,
-                    batch_size=1, progress=False, funnel_seeds=1).run()
+    search = Search(ListStrategy(["g", "m", "v", "adam"]), Cheap(SCORES), budget=2,
+                    batch_size=1, progress=False, funnel_seeds=1)
+    result = search.run()
     assert result.compute == pytest.approx(1.2)      # 3 candidates x 4 steps of 10
     assert result.trainings == 3
+    # the budget is a cap: a 4th would start with less than a whole training left
+    assert search.unspent == pytest.approx(0.8)
 
 
 # -- the real backend: hurdles, seeds, compute ------------------------------------------------

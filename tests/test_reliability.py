@@ -1,5 +1,6 @@
 """What survives what: faults injected at exact points (tests/faults.py), with real
 signals, real files and real processes, then the checks a user would make."""
+import errno
 import os
 import pickle
 import random
@@ -15,7 +16,9 @@ from evo_nos.cli import run as cli
 from evo_nos.cli.errors import EXIT_INTERRUPTED
 from evo_nos.core.files import FileLock
 from evo_nos.search import (CHECKPOINT_FILE, PREVIOUS_FILE, CheckpointError, FunnelSettings,
-                            Search, SearchInUse, SearchState, load_checkpoint, new_search_dir)
+                            SaveError, Search, SearchInUse, SearchState, load_checkpoint,
+                            new_search_dir)
+from evo_nos.search import driver
 from evo_nos.search.checkpoint import LOCK_FILE, REQUIRED_KEYS, frame
 from evo_nos.search.state import ADDED_KEYS
 from evo_nos.fitness.data import DataError
@@ -168,6 +171,218 @@ def test_ctrl_c_during_start_up_is_one_line_and_leaves_nothing(tmp_path, store):
     assert parent_runs(store) == []
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_in_a_batch_end_the_search_as_ctrl_c_does(tmp_path, store,
+                                                                     reference, signum):
+    name = signal.Signals(signum).name
+    proc = run(tmp_path, store, *ARGS, fault=f"{name.lower()}-in-batch", n=6)
+    assert proc.returncode == 128 + signum, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    resume_lines = [line for line in proc.stdout.splitlines() if "continue with" in line]
+    assert resume_lines == [f"interrupted by {name}; continue with: python -m evo_nos.run "
+                            f"--resume {load_checkpoint(folder_of(tmp_path))['run_id']} "
+                            "--out runs"]
+    stopped = load_checkpoint(folder_of(tmp_path))
+    assert stopped["status"] == "interrupted"
+    assert stopped["counts"]["evaluations"] == 5 * BATCH        # the 6th batch is dropped
+    (parent,) = parent_runs(store)
+    assert parent.info.status == "KILLED" and parent.info.run_id == stopped["run_id"]
+    if signum == signal.SIGTERM:
+        assert resume(tmp_path, store) == 0
+        same_search(load_checkpoint(folder_of(tmp_path)), reference[0])
+        (parent,) = parent_runs(store)
+        assert parent.info.status == "FINISHED"
+        assert fitness_points(store, parent.info.run_id) == sorted(reference[1])
+
+
+def test_a_ctrl_c_that_library_code_swallows_still_stops_the_search_at_the_next_check(
+        tmp_path, store):
+    """As when the KeyboardInterrupt lands in a garbage-collection callback (Python
+    discards it): the handler's record stops the search once the batch's trainings end."""
+    proc = run(tmp_path, store, *ARGS, fault="swallowed-sigint-in-batch", n=2)
+    assert proc.returncode == EXIT_INTERRUPTED, proc.stderr
+    assert "interrupted; continue with: python -m evo_nos.run --resume" in proc.stdout
+    stopped = load_checkpoint(folder_of(tmp_path))
+    assert stopped["status"] == "interrupted"
+    assert stopped["counts"]["evaluations"] == BATCH            # the 2nd batch is dropped
+    (parent,) = parent_runs(store)
+    assert parent.info.status == "KILLED"
+
+
+def test_ctrl_c_during_the_final_writes_lets_them_finish(tmp_path, store, reference):
+    proc = run(tmp_path, store, *ARGS, fault="sigint-in-final-writes", n=1)
+    assert proc.returncode == EXIT_INTERRUPTED
+    assert last_line(proc) == "SIGINT came as the search ended: it is finished and saved whole"
+    finished = load_checkpoint(folder_of(tmp_path))
+    same_search(finished, reference[0])
+    (parent,) = parent_runs(store)
+    assert parent.info.status == "FINISHED" and parent.info.run_id == finished["run_id"]
+    assert "best_rule" in parent.data.tags
+
+
+IMPORT_FAULT = """
+import os, runpy, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
+module = sys.argv[1]
+
+class SignalOnImport:
+    def find_spec(self, name, path=None, target=None):
+        if name == module:
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, SignalOnImport())
+sys.argv = ["evo_nos.run"] + sys.argv[2:]
+runpy.run_module("evo_nos.run", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("module", ["torch", "mlflow"])
+def test_ctrl_c_during_the_imports_is_one_line_and_leaves_nothing(tmp_path, store, module):
+    """The signal comes as python -m evo_nos.run imports torch (or mlflow): held until
+    the imports are done, then the command stops before it makes anything."""
+    proc = subprocess.run([sys.executable, "-c", IMPORT_FAULT, module, *ARGS], cwd=tmp_path,
+                          env=dict(os.environ, MLFLOW_TRACKING_URI=store),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == EXIT_INTERRUPTED, proc.stderr
+    assert last_line(proc) == "interrupted before the search started: nothing was saved"
+    assert proc.stdout == ""
+    assert not (tmp_path / "runs").exists()
+    assert parent_runs(store) == []
+
+
+# -- the disk ---------------------------------------------------------------------------------
+def test_a_full_disk_at_run_json_rolls_back_in_one_line_and_resume_finishes(tmp_path, store,
+                                                                             reference):
+    proc = run(tmp_path, store, *ARGS, fault="no-space-for-summary", n=3)
+    assert proc.returncode == 1
+    folder = folder_of(tmp_path)
+    stopped = load_checkpoint(folder)
+    assert last_line(proc) == (
+        f"error: {folder.resolve().relative_to(tmp_path.resolve())}/run.json cannot be "
+        "written: no space left on the device: free some space, then python -m evo_nos.run "
+        f"--resume {stopped['run_id']} --out runs (the search is saved to its last "
+        "checkpoint)")
+    assert stopped["status"] == "interrupted"
+    assert stopped["counts"]["evaluations"] == 3 * BATCH        # its checkpoint was written
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]   # nothing half
+    (parent,) = parent_runs(store)
+    assert parent.info.status == "KILLED"
+    assert resume(tmp_path, store) == 0                          # space again
+    same_search(load_checkpoint(folder), reference[0])
+    (parent,) = parent_runs(store)
+    assert parent.info.status == "FINISHED"
+    assert fitness_points(store, parent.info.run_id) == sorted(reference[1])
+
+
+def test_a_full_disk_at_the_checkpoint_falls_back_to_the_last_one_and_resume_finishes(
+        tmp_path, store, reference):
+    proc = run(tmp_path, store, *ARGS, fault="no-space-for-checkpoint", n=3)
+    assert proc.returncode == 1
+    line = last_line(proc)
+    assert line.startswith("error: ") and "checkpoint.pkl cannot be written: no space" in line
+    assert "then python -m evo_nos.run --resume" in line
+    folder = folder_of(tmp_path)
+    assert not (folder / CHECKPOINT_FILE).exists()       # moved aside, the new one not written
+    stopped = load_checkpoint(folder)                    # so the previous one is the state
+    assert stopped["counts"]["evaluations"] == 2 * BATCH
+    (parent,) = parent_runs(store)
+    assert parent.info.status == "KILLED"
+    assert resume(tmp_path, store) == 0
+    same_search(load_checkpoint(folder), reference[0])
+
+
+def refuse_writes_under(monkeypatch, folder: Path, code: int):
+    """Writes under ``folder`` fail with OSError ``code`` (EROFS, EACCES): how a
+    read-only or foreign folder behaves for a user who is not root (chmod does not stop
+    root, who runs CI)."""
+    folder = folder.resolve()
+
+    def refused(path):
+        path = Path(path).resolve()
+        if path == folder or folder in path.parents:
+            raise OSError(code, os.strerror(code), str(path))
+
+    mkdir, os_open = Path.mkdir, os.open
+
+    def make(self, *args, exist_ok=False, **kwargs):
+        if not (exist_ok and self.is_dir()):     # as mkdir does: an existing folder is fine
+            refused(self)
+        return mkdir(self, *args, exist_ok=exist_ok, **kwargs)
+    monkeypatch.setattr(Path, "mkdir", make)
+    monkeypatch.setattr(os, "open", lambda path, *a, **k: (refused(path),
+                                                           os_open(path, *a, **k))[1])
+
+
+@pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES])
+def test_out_on_a_read_only_folder_is_one_line_naming_it(tmp_path, store, monkeypatch,
+                                                          capsys, code):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    refuse_writes_under(monkeypatch, locked, code)
+    with pytest.raises(SystemExit) as stop:
+        cli.main([*ARGS[:-1], str(locked / "runs"), "--tracking-uri", store])
+    message = str(stop.value.code)
+    assert "\n" not in message and stop.value.code != 0
+    what = "is on a read-only file system" if code == errno.EROFS else \
+        "cannot be written (permission denied)"
+    assert message == (f"error: {(locked / 'runs').resolve()} {what}: give a "
+                       + ("folder on a writable disk (--out DIR, or run elsewhere)"
+                          if code == errno.EROFS else
+                          "folder you can write (--out DIR), or fix its permissions"))
+    assert list(locked.iterdir()) == []
+    assert parent_runs(store) == []
+
+
+def test_resume_of_a_search_on_a_read_only_disk_is_one_line(tmp_path, store, monkeypatch):
+    first = run(tmp_path, store, *ARGS, fault="sigint-in-batch", n=3)
+    assert first.returncode == EXIT_INTERRUPTED
+    folder = folder_of(tmp_path)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    refuse_writes_under(monkeypatch, folder, errno.EROFS)
+    with pytest.raises(SystemExit) as stop:
+        resume(tmp_path, store)
+    message = str(stop.value.code)
+    assert message.startswith(f"error: {(folder / LOCK_FILE).resolve()} is on a read-only "
+                              "file system: give a folder on a writable disk")
+    assert "then python -m evo_nos.run --resume" in message and "\n" not in message
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through chmod: the simulated "
+                    "EROFS/EACCES tests above stand for it")
+def test_out_in_a_folder_without_write_permission_for_real(tmp_path, store):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        proc = run(tmp_path, store, *ARGS[:-1], str(locked / "runs"))
+    finally:
+        locked.chmod(0o700)
+    assert proc.returncode == 1
+    assert last_line(proc) == (f"error: {locked / 'runs'} cannot be written (permission "
+                               "denied): give a folder you can write (--out DIR), or fix "
+                               "its permissions")
+
+
+def test_a_full_disk_before_the_first_batch_leaves_nothing_behind(tmp_path, store,
+                                                                  monkeypatch):
+    folder = new_search_dir(tmp_path / "runs", "random-seed0")
+    search = Search(make_strategy("random", SearchSpace(), 0), StandInBackend("powersign"),
+                    budget=4, progress=False, checkpoint_dir=folder,
+                    tracker=Tracker(tracking_uri=store))
+
+    def full(directory, payload):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(driver, "write_checkpoint", full)
+    with pytest.raises(SaveError) as err:
+        search.run()
+    assert err.value.errno == errno.ENOSPC and err.value.filename.endswith(CHECKPOINT_FILE)
+    assert not folder.exists()
+    assert parent_runs(store) == []
+
+
 # -- the MLflow store -------------------------------------------------------------------------
 def test_searches_started_together_in_a_fresh_folder_all_run_and_keep_apart(tmp_path):
     """Default store (./mlflow.db, created by whoever comes first), same strategy and
@@ -227,6 +442,20 @@ def test_a_damaged_store_is_named_with_what_to_do(tmp_path):
     line = last_line(proc)
     assert line.startswith("error: cannot open the MLflow store") and "move it aside" in line
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("command", [["evo_nos.export", "--run", "0123abcd"],
+                                     ["evo_nos.compare"],
+                                     ["evo_nos.transfer", "--run", "0123abcd", "--quick"]])
+def test_read_only_commands_never_create_a_store(tmp_path, command):
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.run([sys.executable, "-m", *command], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [line for line in proc.stderr.splitlines()
+                                        if line.startswith("error: no MLflow store at ")]
+    assert len(proc.stderr.splitlines()) == 1 and "--tracking-uri" in proc.stderr
+    assert list(tmp_path.iterdir()) == []                  # no mlflow.db, no lock
 
 
 # -- one writer per search --------------------------------------------------------------------

@@ -1,4 +1,5 @@
 """The search driver: budget, hall of fame, checkpoints, interrupt and resume."""
+import dataclasses
 import json
 import math
 import pickle
@@ -236,3 +237,41 @@ def test_progress_bar_shows_the_best_rule(capsys):
     Search(evo(), CountingBackend(), budget=5, progress=True).run()
     err = capsys.readouterr().err
     assert "evo" in err and "best" in err
+
+
+# -- the budget is a cap ----------------------------------------------------------------------
+class EarlyStoppers(CountingBackend):
+    """Charged in steps (10 a training); every third trained candidate stops at 7 steps,
+    as a diverged or hurdled one does."""
+
+    steps_per_training = 10
+
+    def evaluate(self, rules):
+        out = []
+        for evaluation in super().evaluate(rules):
+            if evaluation.trainings:
+                early = len(self.trained) % 3 == 0
+                evaluation = dataclasses.replace(evaluation, steps=7 if early else 10)
+            out.append(evaluation)
+        return out
+
+
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_a_search_never_spends_more_than_its_budget(batch_size):
+    backend = EarlyStoppers()
+    search = Search(make_strategy("random", SearchSpace(), 5), backend, budget=20,
+                    batch_size=batch_size, progress=False)
+    result = search.run()
+    assert result.status == "finished"
+    assert search.spent <= 20 * 10
+    assert 0 <= search.unspent < 1                      # less than one whole training left
+    assert result.compute == pytest.approx(20 - search.unspent)
+    assert any(r["steps"] == 7 for r in result.history)   # some did stop early
+    assert [r["compute"] for r in result.history] == sorted(r["compute"] for r in result.history)
+
+
+def test_a_budget_of_whole_trainings_is_spent_exactly():
+    search = Search(make_strategy("random", SearchSpace(), 5), CountingBackend(), budget=20,
+                    batch_size=3, progress=False)
+    result = search.run()
+    assert result.compute == 20.0 and search.unspent == 0

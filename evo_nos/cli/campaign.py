@@ -16,15 +16,17 @@ interrupted campaign (see :mod:`evo_nos.experiments.campaign`).
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
-from evo_nos.cli.errors import (EXIT_INTERRUPTED, EXIT_OK, Parser, SEARCH_ERRORS, error,
+from evo_nos.cli.errors import (EXIT_OK, Parser, SEARCH_ERRORS, describe, error,
                                 quiet_mlflow_store)
 from evo_nos.cli.option_types import reference_names
 from evo_nos.cli.options import (add_search_options, funnel_args_from, space_args_from,
                                  validate_search_args)
 from evo_nos.cli.settings import rule_settings_from, strategy_settings_from
+from evo_nos.core import signals
 from evo_nos.experiments.campaign import CampaignPlan, load_plan_file, run_campaign
 from evo_nos.experiments.rendering import markdown
 from evo_nos.strategies import strategy_names
@@ -138,24 +140,33 @@ def wants_campaign(argv: list[str]) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    quiet_mlflow_store()
-    args = build_parser().parse_args(argv)
-    validate_search_args(args, campaign=True)
-    try:
-        plan = plan_from_args(args)
-        result = run_campaign(plan)
-    except (*SEARCH_ERRORS, argparse.ArgumentTypeError) as err:
-        return error(str(err))
-    except KeyboardInterrupt:       # between searches, or while one was being set up
-        result = None
-    if result is None or result.status == "interrupted":
-        print("\ncampaign interrupted; run the same command again to continue where it "
-              "stopped", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    if result.report is not None:
-        print()
-        print(markdown(result.report))
-        print(f"report: {Path(result.report.files['markdown']).parent}; MLflow compare run "
-              f"{result.report.run_id}")
+    """The command; Ctrl+C, SIGTERM and SIGHUP stop it as they stop a search (see
+    :mod:`evo_nos.core.signals`): exit status 128 + the signal."""
+    with signals.handling():
+        try:
+            signals.check()                # a stop signal that came during the imports
+            quiet_mlflow_store()
+            args = build_parser().parse_args(argv)
+            validate_search_args(args, campaign=True)
+            plan = plan_from_args(args)
+            result = run_campaign(plan)
+        except (*SEARCH_ERRORS, argparse.ArgumentTypeError) as err:
+            return error(describe(err))
+        except KeyboardInterrupt:       # between searches, or while one was being set up
+            result = None
+        stop = signals.pending()
+        if result is None or result.status == "interrupted":
+            how = "" if stop in (None, signal.SIGINT) else f" by {signals.signal_name(stop)}"
+            print(f"\ncampaign interrupted{how}; run the same command again to continue "
+                  "where it stopped", file=sys.stderr)
+            return signals.exit_status(stop)
+        if result.report is not None:
+            print()
+            print(markdown(result.report))
+            print(f"report: {Path(result.report.files['markdown']).parent}; MLflow compare "
+                  f"run {result.report.run_id}")
+        if stop is not None:
+            print(f"{signals.signal_name(stop)} came as the campaign ended: it is finished "
+                  "and saved whole", file=sys.stderr)
+            return signals.exit_status(stop)
     return EXIT_OK
-

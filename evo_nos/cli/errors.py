@@ -11,18 +11,24 @@ to do, and exits non-zero; anything else is a bug and keeps its traceback.
   :data:`EXIT_ERROR` (raising :class:`BadInput`, a ``SystemExit``);
 - :func:`error` prints ``error: <message>`` and returns :data:`EXIT_ERROR` for ``main``
   to return;
-- :func:`guarded` turns Ctrl+C into ``interrupted`` and :data:`EXIT_INTERRUPTED`;
-- :func:`one_line` / :func:`describe` put a message or an exception on one line.
+- :func:`guarded` handles the stop signals (:mod:`evo_nos.core.signals`: Ctrl+C,
+  SIGTERM, SIGHUP) and turns one into ``interrupted`` and exit status 128 + the signal
+  (:data:`EXIT_INTERRUPTED` for Ctrl+C);
+- :func:`one_line` / :func:`describe` put a message or an exception on one line;
+  :func:`describe_os_error` an OSError of the file system (read-only, no permission, no
+  space, a missing folder) as the path and what to do.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import logging
 import re
 import sys
 import typing
 
+from evo_nos.core import signals
 from evo_nos.core.rules import RuleSyntaxError
 from evo_nos.fitness.data import DataError
 from evo_nos.search import CheckpointError, SearchInUse
@@ -31,9 +37,10 @@ from evo_nos.tracking import TrackingError
 EXIT_OK = 0
 EXIT_ERROR = 2            # bad input: the message says what and how to fix it
 EXIT_INTERRUPTED = 130    # Ctrl+C: the checkpoint is saved, the command says how to resume
+EXIT_FAILED = 1           # what the command met (a full disk, a store down): one line
 
 SEARCH_ERRORS = (DataError, TrackingError, CheckpointError, SearchInUse, ValueError,
-                 FileNotFoundError)
+                 OSError)
 
 
 # -- one line per error ----------------------------------------------------------------------
@@ -44,10 +51,37 @@ def one_line(text: str) -> str:
 
 
 def describe(err: BaseException) -> str:
-    """An exception as one line: a rule's syntax error as its brief form."""
+    """An exception as one line: a rule's syntax error as its brief form, an OSError of
+    the file system as :func:`describe_os_error`."""
     if isinstance(err, RuleSyntaxError):
         return err.brief
+    if isinstance(err, OSError) and err.errno in _OS_ADVICE:
+        return describe_os_error(err)
     return one_line(str(err))
+
+
+# what to do about an OSError of the file system, by errno
+_OS_ADVICE = {
+    errno.EROFS: ("is on a read-only file system",
+                  "give a folder on a writable disk (--out DIR, or run elsewhere)"),
+    errno.EACCES: ("cannot be written (permission denied)",
+                   "give a folder you can write (--out DIR), or fix its permissions"),
+    errno.EPERM: ("cannot be written (operation not permitted)",
+                  "give a folder you can write (--out DIR), or fix its permissions"),
+    errno.ENOSPC: ("cannot be written: no space left on the device",
+                   "free some space"),
+    errno.EDQUOT: ("cannot be written: disk quota exceeded", "free some space"),
+    errno.ENOENT: ("does not exist", "create its folder, or give an existing one"),
+    errno.ENOTDIR: ("has a file where a folder should be", "give a folder (--out DIR)"),
+}
+
+
+def describe_os_error(err: OSError, then: str = "") -> str:
+    """``<path> <what is wrong>: <what to do>[, then <then>]`` on one line."""
+    what, advice = _OS_ADVICE.get(err.errno, (f"cannot be used ({err.strerror or err})",
+                                              "check the path"))
+    path = err.filename or "a file"
+    return one_line(f"{path} {what}: {advice}{', then ' + then if then else ''}")
 
 
 class BadInput(SystemExit):
@@ -89,16 +123,24 @@ class Parser(argparse.ArgumentParser):
 
 
 def guarded(main):
-    """``main(argv)`` with Ctrl+C turned into one line, ``interrupted``, and exit status
-    :data:`EXIT_INTERRUPTED` (no traceback)."""
+    """``main(argv)`` with the stop signals handled (see :mod:`evo_nos.core.signals`):
+    Ctrl+C, SIGTERM or SIGHUP becomes one line, ``interrupted``, and exit status 128 + the
+    signal (no traceback); an OSError of the file system one line naming the path."""
 
     @functools.wraps(main)
     def run(argv: "list[str] | None" = None) -> int:
-        try:
-            return main(argv)
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            return EXIT_INTERRUPTED
+        with signals.handling():
+            try:
+                signals.check()            # one that came during the imports
+                return main(argv)
+            except KeyboardInterrupt:
+                print("interrupted", file=sys.stderr)
+                return signals.exit_status(signals.pending())
+            except OSError as err:
+                if err.errno not in _OS_ADVICE:
+                    raise
+                print(f"error: {describe_os_error(err)}", file=sys.stderr)
+                return EXIT_FAILED
 
     return run
 

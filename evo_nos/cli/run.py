@@ -12,8 +12,8 @@ Examples::
 Strategies come from :data:`evo_nos.strategies.STRATEGIES` (``--strategy``); their
 settings are the ``--population``-style options below or ``--set KEY=VALUE``.  Each
 search writes its checkpoint to ``--out/<strategy>-seed<S>-<time>/`` after every batch;
-Ctrl+C saves and exits (status 130) and ``--resume RUN_ID|last`` continues it in the same
-MLflow run.  Results are exactly reproducible from ``--seed`` when run serially
+Ctrl+C, SIGTERM or SIGHUP saves and exits (status 128 + the signal: 130, 143, 129) and
+``--resume RUN_ID|last`` continues it in the same MLflow run.  Results are exactly reproducible from ``--seed`` when run serially
 (``--n-jobs 1``) with the same ``--batch-size``; the backend seeds every training from
 the rule itself, which is meant to make parallel workers agree too (see
 :mod:`evo_nos.fitness.backend`).
@@ -23,18 +23,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import signal
 import sys
 import time
 from pathlib import Path
 
 from evo_nos.cli.campaign import add_campaign_options, main as campaign_main, wants_campaign
-from evo_nos.cli.errors import (EXIT_INTERRUPTED, Parser, SEARCH_ERRORS, describe,
+from evo_nos.cli.errors import (Parser, SEARCH_ERRORS, describe, describe_os_error,
                                 quiet_mlflow_store)
 from evo_nos.cli.options import (add_search_options, funnel_args_from, space_args_from,
                                  validate_search_args)
 from evo_nos.cli.settings import (protocol_settings_from, rule_settings_from,
                                   strategy_settings_from)
 from evo_nos.cli.option_types import nonnegative_int
+from evo_nos.core import signals
 from evo_nos.experiments.selection import select, selection_suite
 from evo_nos.fitness.backend import FitnessBackend
 from evo_nos.fitness.heldout import SIZES
@@ -42,8 +44,8 @@ from evo_nos.fitness.data import IMAGEFOLDER, SYNTHETIC, parse_data_spec
 from evo_nos.fitness.factory import joblib_backend, make_backend
 from evo_nos.fitness.tasks import default_preset, load_task, preset_key
 from evo_nos.operators.space import SearchSpace
-from evo_nos.search import (INTERRUPTED, SUMMARY_FILE, Search, load_checkpoint, new_search_dir,
-                            seed_everything)
+from evo_nos.search import (FINISHED, INTERRUPTED, SUMMARY_FILE, SaveError, Search,
+                            load_checkpoint, new_search_dir, seed_everything)
 from evo_nos.search.defaults import (DEFAULT_HALL_OF_FAME, DEFAULT_OUT, DEFAULT_SEED,
                                      DEFAULT_STRATEGY, default_batch_size, default_budget)
 from evo_nos.strategies import make_strategy
@@ -117,22 +119,26 @@ def find_checkpoint(out: Path, which: str) -> Path:
 
 # -- main ---------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    quiet_mlflow_store()
+    """The command; Ctrl+C, SIGTERM and SIGHUP are handled from its first import to its
+    last write (:mod:`evo_nos.core.signals`): exit status 128 + the signal."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if wants_campaign(argv):               # several strategies or --seeds: a head-to-head
         return campaign_main(argv)
-    args = build_parser().parse_args(argv)
-    validate_search_args(args)             # bad input: one line, before anything is made
-    claimed: list[Path] = []               # folders this command made, innermost first
-    try:
-        return _search(args, claimed)
-    except KeyboardInterrupt:              # before the search started, or after it ended
-        _remove_if_empty(claimed)
-        print("interrupted before the search started: nothing was saved", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except SEARCH_ERRORS as err:
-        _remove_if_empty(claimed)
-        raise SystemExit(f"error: {describe(err)}") from None
+    with signals.handling():
+        claimed: list[Path] = []           # folders this command made, innermost first
+        try:
+            signals.check()                # a stop signal that came during the imports
+            quiet_mlflow_store()
+            args = build_parser().parse_args(argv)
+            validate_search_args(args)     # bad input: one line, before anything is made
+            return _search(args, claimed)
+        except KeyboardInterrupt:          # before the search started
+            _remove_if_empty(claimed)
+            print("interrupted before the search started: nothing was saved", file=sys.stderr)
+            return signals.exit_status(signals.pending())
+        except SEARCH_ERRORS as err:
+            _remove_if_empty(claimed)
+            raise SystemExit(f"error: {describe(err)}") from None
 
 
 def _load_data(backend: FitnessBackend) -> str:
@@ -275,30 +281,58 @@ def _search(args, claimed: list) -> int:
                                                config["device"]))
         except ValueError as err:
             raise SystemExit(f"error: {err}") from None
+        def resume_command() -> str:        # the run's id once it has one
+            return (f"python -m evo_nos.run --resume {search.run_id or directory.name}"
+                    f"{'' if out == Path(DEFAULT_OUT) else f' --out {out}'}")
         try:
             result = search.run()   # a SEARCH_ERRORS failure is one line (see main)
         except TrackingError as err:
             raise TrackingError(f"{err}; the search is saved to its last batch: fix the "
-                                f"store, then python -m evo_nos.run --resume "
-                                f"{search.run_id or directory.name}") from None
+                                f"store, then {resume_command()}") from None
+        except SaveError as err:    # a full disk, a folder made read-only
+            raise SystemExit(f"error: {describe_os_error(err, then=resume_command())} "
+                             "(the search is saved to its last checkpoint)") from None
 
+    with signals.held():            # the search is saved: its summary is printed whole
+        _print_summary(strategy, result, budget=search.budget, unspent=search.unspent)
+        print()
+        print(f"MLflow run {result.run_id} in experiment {config['experiment']!r}; "
+              "open it with:")
+        print(f"    {tracker.ui_command}")
+        print(f"and open {tracker.ui_url(result.run_id)}")
+        print(f"checkpoint: {directory}")
+    stop = signals.pending()        # came during the final writes, or the summary
+    resume = resume_command()
+    if args.select and result.status != INTERRUPTED and stop is None \
+            and isinstance(backend, FitnessBackend):
+        try:
+            _select(args, result, backend, tracker)
+        except KeyboardInterrupt:
+            print(f"program selection interrupted; the search is finished and saved: "
+                  f"select again with {resume} --select {args.select}", file=sys.stderr)
+            return signals.exit_status(signals.pending())
+    if result.status == INTERRUPTED:
+        how = "" if stop in (None, signal.SIGINT) else f" by {signals.signal_name(stop)}"
+        print(f"interrupted{how}; continue with: {resume}")
+        return signals.exit_status(stop)
+    if stop is not None:
+        print(f"{signals.signal_name(stop)} came as the search ended: it is {result.status} "
+              f"and saved whole", file=sys.stderr)
+        return signals.exit_status(stop)
+    return 0
+
+
+def _print_summary(strategy, result, *, budget: int, unspent: float) -> None:
+    """The search's summary line (with the budget left unspent, when a whole training
+    did not fit in it) and its hall of fame."""
     print()
+    left = ""
+    if result.status == FINISHED and unspent > 1e-9:
+        left = (f"; {unspent:.2f} of the budget of {budget} left unspent: less than one "
+                "whole training")
     print(f"{strategy.name} search {result.status}: {result.compute:.1f} child trainings "
           f"of compute ({result.trainings} runs, {result.counts.get('rescored', 0)} "
           f"re-scorings), "
           f"{result.evaluations} candidates ({result.counts.get('cached', 0)} cache hits, "
-          f"{result.counts.get('invalid', 0)} invalid)")
+          f"{result.counts.get('invalid', 0)} invalid){left}")
     print(result.hall_of_fame.table_text())
-    print()
-    print(f"MLflow run {result.run_id} in experiment {config['experiment']!r}; open it with:")
-    print(f"    {tracker.ui_command}")
-    print(f"and open {tracker.ui_url(result.run_id)}")
-    print(f"checkpoint: {directory}")
-    if args.select and result.status != INTERRUPTED and isinstance(backend, FitnessBackend):
-        _select(args, result, backend, tracker)
-    if result.status == INTERRUPTED:
-        print(f"interrupted; continue with: python -m evo_nos.run --resume "
-              f"{result.run_id or directory.name}"
-              f"{'' if out == Path(DEFAULT_OUT) else f' --out {out}'}")
-        return EXIT_INTERRUPTED
-    return 0

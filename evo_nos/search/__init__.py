@@ -6,11 +6,11 @@ from evo_nos.search.checkpoint import (CHECKPOINT_FILE, PREVIOUS_FILE, SUMMARY_F
                                        CheckpointError, load_checkpoint, new_search_dir,
                                        rng_states, seed_everything, set_rng_states)
 from evo_nos.search.driver import (DONE, FINISHED, INTERRUPTED, RUNNING, STALLED, TIME_LIMIT,
-                                   Search, SearchInUse)
+                                   SaveError, Search, SearchInUse)
 from evo_nos.search.hall_of_fame import HallOfFame
 from evo_nos.search.state import FunnelSettings, SearchResult, SearchState
 
-__all__ = ["Search", "SearchResult", "SearchState", "FunnelSettings", "SearchInUse",
+__all__ = ["Search", "SearchResult", "SearchState", "FunnelSettings", "SearchInUse", "SaveError",
            "HallOfFame", "load_checkpoint", "CheckpointError", "new_search_dir",
            "PREVIOUS_FILE", "seed_everything", "rng_states", "set_rng_states",
            "CHECKPOINT_FILE", "SUMMARY_FILE", "DONE", "FINISHED", "INTERRUPTED", "RUNNING",

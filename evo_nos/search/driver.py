@@ -17,8 +17,13 @@ x-axis, with the param ``steps_per_training`` to convert.  Cache hits and screen
 (invalid) rules cost nothing but are counted and logged.  A strategy that only proposes
 such free rules would loop for ever, so the search stops ("stalled") after
 ``free_limit`` free evaluations in a row (default 1000).  An optional ``time_limit``
-(seconds, summed over resumes) stops it between batches.  A batch never asks for more
-rules than the budget has whole trainings left.
+(seconds, summed over resumes) stops it between batches.  The budget is a cap, never
+passed: a candidate is started only when a whole training (its most) still fits, so a
+batch asks for at most as many rules as the budget has whole trainings left, and the
+search finishes when less than one whole training is left; candidates that stopped early
+(diverged, hurdled) can leave that fraction unspent (``unspent``), which the command's
+summary line says.  (A training cut at the budget would leave a score no other candidate
+is compared on, and a budget grown by a resume would re-train it.)
 
 The re-evaluation funnel (Lion's funnel; AutoML-Zero re-measures noisy fitness).  With
 a backend that can ``rescore`` (the real one), every rule in the top ``funnel_top`` of
@@ -41,12 +46,21 @@ evaluation history.  A human-readable summary goes to ``run.json`` beside it.
 scored is trained again, and with a serial backend the resumed search makes the same
 choices as an uninterrupted one with the same seed.
 
-Ctrl+C.  A ``KeyboardInterrupt`` (during a batch or between batches) rewrites the last
+Ctrl+C.  A ``KeyboardInterrupt`` (during a batch or between batches; with the command
+line's handler, :mod:`evo_nos.core.signals`, SIGTERM and SIGHUP too, and a request that
+library code swallowed is raised at the next check: between batches, after a batch's
+trainings) rewrites the last
 complete checkpoint marked "interrupted" (the batch in flight is dropped: its state is
 inconsistent, and a training cut short cannot be kept), logs the hall of fame, marks
 the MLflow run KILLED and returns a result with ``status == "interrupted"``.  Metrics of
 a batch that was logged but not checkpointed are logged again, at the same steps, when
-it is re-run after a resume.
+it is re-run after a resume.  Checkpoint and MLflow writes, the roll-back and the final
+writes hold a stop signal until they are done.
+
+A checkpoint that cannot be written (an OSError: a full disk, a folder made read-only)
+raises :class:`SaveError` after rolling back to the last checkpoint written, marked
+interrupted where the disk still takes that, and marking the run KILLED: the search
+resumes, the same, once the cause is fixed.
 """
 from __future__ import annotations
 
@@ -60,6 +74,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from evo_nos.core import signals
 from evo_nos.core.files import FileLock, LockedError, write_atomic
 from evo_nos.fitness.evaluation import CACHED, DIVERGED, HURDLED, INVALID, OK, Evaluation
 from evo_nos.search.checkpoint import (CHECKPOINT_FILE, LOCK_FILE, PREVIOUS_FILE,
@@ -77,6 +92,16 @@ CANDIDATE, RESCORE, FINAL = "candidate", "rescore", "final"   # kinds of history
 
 class SearchInUse(RuntimeError):
     """Another live process is running this search (or ran it since it was loaded)."""
+
+
+class SaveError(OSError):
+    """A checkpoint (or its run.json) could not be written: a full disk, a folder made
+    read-only, ... (``errno`` and ``filename`` are the OSError's).  The search is rolled
+    back to the last checkpoint written, which resumes once the cause is fixed."""
+
+    @classmethod
+    def of(cls, err: OSError, path: Path) -> "SaveError":
+        return cls(err.errno, err.strerror or str(err), err.filename or str(path))
 
 
 
@@ -234,10 +259,10 @@ class Search:
     def _run(self) -> SearchResult:
         rng = self._rng_to_restore if self._resumed else rng_states()
         self._last_payload = self._snapshot().dumps()
-        if not self._resumed:
-            self._write(self._last_payload)     # resumable from here on
         bar = None
         try:
+            if not self._resumed:
+                self._write(self._last_payload)     # resumable from here on
             if self.tracker is not None:
                 self._open_run()
                 if self.grown_from is not None:
@@ -253,48 +278,56 @@ class Search:
                     self._log_progress(metrics, self._now_elapsed())
                     self._checkpoint()
             while True:
+                signals.check()                 # a stop request swallowed on its way
                 reason = self._stop_reason()
                 if reason:
                     break
                 self._batch()
                 self._update_bar(bar)
                 self._checkpoint()
+            if reason == FINISHED:
+                self._final_stage(bar)
+            signals.check()
         except KeyboardInterrupt:
             self._interrupted()
             return self._result()
-        except BaseException:
-            self._failed()
+        except BaseException as err:
+            self._failed(err)
             raise
         finally:
             if bar is not None:
                 bar.close()
-        if reason == FINISHED:
+        # the final writes: a stop signal now is held until they are done (the command
+        # sees it after; the search is complete)
+        with signals.held():
             try:
-                self._final_stage(bar)
-            except KeyboardInterrupt:
-                self._interrupted()
-                return self._result()
-            except BaseException:
-                self._failed()
+                self.status = reason
+                self._checkpoint()
+                result = self._result()
+                if self.tracker is not None:
+                    self._tracked(self.tracker.finish, result, status="FINISHED")
+            except BaseException as err:
+                self._failed(err)
                 raise
-        self.status = reason
-        self._checkpoint()
-        result = self._result()
-        if self.tracker is not None:
-            self._tracked(self.tracker.finish, result, status="FINISHED")
         return result
 
     def _hold_folder(self) -> None:
         """Lock the checkpoint folder for this process; refuse a second writer."""
         if self.checkpoint_dir is None:
             return
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise SaveError.of(err, self.checkpoint_dir) from err
         if not self._resumed and (self.checkpoint_dir / CHECKPOINT_FILE).is_file():
             raise ValueError(f"{self.checkpoint_dir} already holds a search: resume it "
                              "(Search.resume, or --resume) or choose another folder")
         self._lock = FileLock(self.checkpoint_dir / LOCK_FILE, blocking=False)
         try:
             self._lock.acquire()
+        except OSError as err:          # a read-only folder, no permission
+            self._lock = None
+            raise SaveError.of(err, self.checkpoint_dir / LOCK_FILE) from err
         except LockedError as err:
             self._lock = None
             holder = str(err).rpartition(" is held by ")[2]
@@ -322,25 +355,37 @@ class Search:
                                         search_id=self.search_id)
 
     def _tracked(self, method, *args, **kwargs):
-        """Call the tracker, remembering whether it failed (see :meth:`_failed`)."""
+        """Call the tracker, remembering whether it failed (see :meth:`_failed`); a stop
+        signal is held until the call is done."""
         try:
-            return method(*args, **kwargs)
+            with signals.held():
+                return method(*args, **kwargs)
         except Exception:
             self._tracker_failed = True
             raise
 
-    def _failed(self) -> None:
-        """After an exception: save what can be saved, then tell MLflow if it listens."""
-        if self._tracker_failed or self.tracker is None:
-            self._roll_back(INTERRUPTED)        # the store is down: the checkpoint only
-            return
-        if not self._resumed and not self.history:
-            self._discard()                     # nothing trained: leave nothing behind
-            return
-        try:
-            self.tracker.end("FAILED")
-        except Exception as err:
-            warnings.warn(f"could not mark the MLflow run FAILED ({err})")
+    def _failed(self, err: BaseException | None = None) -> None:
+        """After an exception: save what can be saved, then tell MLflow if it listens.
+
+        The store failed: back to the last checkpoint, marked interrupted.  A checkpoint
+        that could not be written (:class:`SaveError`: a full disk, a folder turned
+        read-only): back to the last one written, the run marked KILLED, as Ctrl+C does
+        -- the search resumes once the disk has room."""
+        with signals.held():
+            if self._tracker_failed or self.tracker is None:
+                self._roll_back(INTERRUPTED, tolerant=True)   # the store is down
+                return
+            fresh = not self._resumed and not self.history
+            if isinstance(err, SaveError) and not fresh:
+                self._interrupted(tolerant=True)
+                return
+            if fresh:
+                self._discard()                     # nothing trained: leave nothing behind
+                return
+            try:
+                self.tracker.end("FAILED")
+            except Exception as err:
+                warnings.warn(f"could not mark the MLflow run FAILED ({err})")
 
     def _discard(self) -> None:
         try:
@@ -364,8 +409,13 @@ class Search:
     def _cost(self, evaluation: Evaluation) -> int:
         return int(evaluation.steps) if self.unit > 1 else int(evaluation.trainings)
 
+    @property
+    def unspent(self) -> float:
+        """The budget left, in child trainings."""
+        return (self.budget * self.unit - self.spent) / self.unit
+
     def _stop_reason(self) -> str | None:
-        if self.spent >= self.budget * self.unit:
+        if self.budget * self.unit - self.spent < self.unit:   # no whole training left
             return FINISHED
         if self.free_streak >= self.free_limit:
             return STALLED
@@ -378,10 +428,11 @@ class Search:
 
     def _batch(self) -> None:
         left = self.budget * self.unit - self.spent
-        n = min(self.batch_size, max(1, math.ceil(left / self.unit)))
+        n = min(self.batch_size, max(1, left // self.unit))   # each may cost a whole one
         self.last_batch = n
         rules = self.strategy.ask(n)
         evaluations = self.backend.evaluate(rules)
+        signals.check()                     # a stop request the trainings swallowed
         if len(evaluations) != len(rules):
             raise RuntimeError(f"the backend returned {len(evaluations)} evaluations for "
                                f"{len(rules)} rules")
@@ -433,7 +484,9 @@ class Search:
             due = fitting
             if not due:
                 break
-            for evaluation in self.backend.rescore(due, self.funnel_seeds):
+            rescored = self.backend.rescore(due, self.funnel_seeds)
+            signals.check()
+            for evaluation in rescored:
                 if evaluation.trainings:
                     self.counts["rescored"] += 1
                     metrics += self._record(evaluation, RESCORE, elapsed)
@@ -450,6 +503,7 @@ class Search:
             elapsed = self._now_elapsed()
             rescored = [e for e in (self.backend.rescore(due, self.final_seeds) if due else [])
                         if e.trainings]
+            signals.check()
             if not rescored:           # nothing left that can be re-scored
                 return
             metrics = []
@@ -502,13 +556,26 @@ class Search:
             last_batch=self.last_batch, saved_at=time.time())
 
     def _checkpoint(self) -> None:
-        self._last_payload = self._snapshot().dumps()
-        self._write(self._last_payload)
+        self._write(self._snapshot().dumps())
 
     def _write(self, payload: bytes) -> None:
+        """Save ``payload`` (the checkpoint, then run.json), a stop signal held meanwhile;
+        it is the last good state once the checkpoint is written.  An OSError of either
+        write is a :class:`SaveError`."""
         if self.checkpoint_dir is None:
+            self._last_payload = payload
             return
-        write_checkpoint(self.checkpoint_dir, payload)
+        with signals.held():
+            target = self.checkpoint_dir / CHECKPOINT_FILE
+            try:
+                write_checkpoint(self.checkpoint_dir, payload)
+                self._last_payload = payload
+                target = self.checkpoint_dir / SUMMARY_FILE
+                self._write_summary()
+            except OSError as err:
+                raise SaveError.of(err, target) from err
+
+    def _write_summary(self) -> None:
         best = self.hall_of_fame.best
         summary = {
             "run_id": self.run_id, "run_name": self.run_name, "status": self.status,
@@ -523,18 +590,22 @@ class Search:
         write_atomic(self.checkpoint_dir / SUMMARY_FILE,
                       json.dumps(summary, indent=2, default=str).encode())
 
-    def _interrupted(self) -> None:
-        """Go back to the last complete batch, save it marked interrupted, tell MLflow."""
-        self._roll_back(INTERRUPTED)
-        if self.tracker is not None and not self._tracker_failed:
-            try:
-                self.tracker.finish(self._result(), status="KILLED", children=False)
-            except Exception as err:   # the checkpoint is safe; MLflow may be mid-request
-                warnings.warn(f"could not log the interrupted search to MLflow ({err}); "
-                              "resume it to log everything")
+    def _interrupted(self, *, tolerant: bool = False) -> None:
+        """Go back to the last complete batch, save it marked interrupted, tell MLflow
+        (a stop signal held meanwhile)."""
+        with signals.held():
+            self._roll_back(INTERRUPTED, tolerant=tolerant)
+            if self.tracker is not None and not self._tracker_failed:
+                try:
+                    self.tracker.finish(self._result(), status="KILLED", children=False)
+                except Exception as err:   # the checkpoint is safe; MLflow may be mid-request
+                    warnings.warn(f"could not log the interrupted search to MLflow ({err}); "
+                                  "resume it to log everything")
 
-    def _roll_back(self, status: str) -> None:
-        """Restore the last complete checkpoint's state and save it with ``status``."""
+    def _roll_back(self, status: str, *, tolerant: bool = False) -> None:
+        """Restore the last complete checkpoint's state and save it with ``status``
+        (``tolerant``: a save that fails leaves the files as they are -- the last good
+        checkpoint, which resumes -- and is not raised)."""
         state = SearchState.loads(self._last_payload)
         self.hall_of_fame.load_state_dict(state.hall_of_fame)
         self.history = state.history
@@ -545,7 +616,11 @@ class Search:
         self.status = status
         state.status = status
         state.run_id = self.run_id          # a run started since is still this search's
-        self._write(state.dumps())
+        try:
+            self._write(state.dumps())
+        except SaveError:
+            if not tolerant:
+                raise
 
     # -- progress -------------------------------------------------------------------------
     def _progress_bar(self):

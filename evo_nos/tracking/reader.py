@@ -46,7 +46,7 @@ class RunRecord:
 
 
 def _reader(tracking_uri: str | None) -> MlflowClient:
-    return open_client(tracking_uri or default_tracking_uri())
+    return open_client(tracking_uri or default_tracking_uri(), create=False)
 
 
 def _record(run) -> RunRecord:

@@ -8,7 +8,9 @@ store safe and quick to fail:
   once leave a database that no later process can open;
 * an HTTP tracking server is asked for ``/health`` with a short timeout first: MLflow
   itself retries an unreachable server for minutes without a word;
-* either failure is a :class:`TrackingError` whose message says what to do.
+* either failure is a :class:`TrackingError` whose message says what to do;
+* a reader (``create=False``: the read-only commands) never creates a store: where there
+  is none, a :class:`TrackingError` says so (and MLflow prints nothing).
 """
 from __future__ import annotations
 
@@ -57,6 +59,11 @@ class TrackingError(RuntimeError):
     """The MLflow store cannot be reached, opened or written; the message says why."""
 
 
+class NoStore(TrackingError, ValueError):
+    """A reader found no store where it looked (a ValueError too: like an experiment
+    that does not exist yet, there is nothing to read)."""
+
+
 def sqlite_path(tracking_uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` URI (None for in-memory or other stores)."""
     if urlparse(tracking_uri).scheme != "sqlite":
@@ -65,15 +72,18 @@ def sqlite_path(tracking_uri: str) -> Path | None:
     return None if db_path in ("", ":memory:") else Path(db_path).expanduser()
 
 
-def open_client(tracking_uri: str | None = None) -> MlflowClient:
+def open_client(tracking_uri: str | None = None, *, create: bool = True) -> MlflowClient:
     """An MlflowClient on ``tracking_uri`` (default :func:`default_tracking_uri`) whose
-    store exists and answers; raises :class:`TrackingError` otherwise."""
+    store exists and answers; raises :class:`TrackingError` otherwise.  ``create=False``:
+    a store that does not exist yet is an error too, and is not made."""
     uri = tracking_uri or default_tracking_uri()
     if uri in _OPENED:
         return MlflowClient(tracking_uri=uri)
     if urlparse(uri).scheme in ("http", "https"):
         _check_server(uri)
     db = sqlite_path(uri)
+    if not create:
+        _check_exists(uri, db)
     try:
         # the client builds its store (and a new database's schema) as it is made
         with FileLock(db.with_name(db.name + ".lock")) if db is not None else nullcontext():
@@ -86,6 +96,26 @@ def open_client(tracking_uri: str | None = None) -> MlflowClient:
             from err
     _OPENED.add(uri)
     return client
+
+
+NO_STORE_HINT = ("run the command in the folder where the searches ran, or give "
+                 "--tracking-uri (or MLFLOW_TRACKING_URI)")
+
+
+def _check_exists(uri: str, db: Path | None) -> None:
+    """Refuse a local store that does not exist (a reader must not create one)."""
+    parsed = urlparse(uri)
+    if db is not None:
+        missing = not db.is_file()
+        where = db
+    elif parsed.scheme in ("", "file"):
+        where = Path(parsed.path if parsed.scheme else uri).expanduser()
+        missing = not where.is_dir()
+    else:
+        return
+    if missing:
+        raise NoStore(f"no MLflow store at {where} (so no runs to read): "
+                            f"{NO_STORE_HINT}")
 
 
 def _check_server(uri: str) -> None:
