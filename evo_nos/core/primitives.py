@@ -140,6 +140,10 @@ class Primitive:
     # the left goes without them (x − y − z; False for x^y, where both sides need them)
     grouped: tuple = ()
     chains_left: bool = True
+    prefix: bool = False       # a unary written before its argument (−x): an infix
+                               # argument is shown in parentheses
+    keeps_left: bool = False   # a binary b with b(x, y) = x for every y (keep)
+    right_identity: tuple = ()  # operands u with b(x, u) = x exactly (mul: 1)
 
     @property
     def arity(self) -> int:
@@ -223,7 +227,7 @@ PRIMITIVES: tuple[Primitive, ...] = (
     unary(IDENTITY, "{0}", "{0}", "{0}", "{0}", doc="identity", finite=True,
           nonnegative_if=(0,), sign_valued_if=(0,)),
     unary("neg", "(-{0})", "−{0}", "-{0}", "-{0}", doc="negation", finite=True,
-          sign_valued_if=(0,)),
+          sign_valued_if=(0,), prefix=True),
     unary("exp", "torch.exp({0})", "exp({0})", r"e^{{{0}}}", "exp({0})", doc="e^x"),
     unary("log", "torch.log(torch.abs({0}))", "log|{0}|", r"\log\left|{0}\right|",
           "log(Abs({0}))", doc="log|x|"),
@@ -246,14 +250,15 @@ PRIMITIVES: tuple[Primitive, ...] = (
     binary("sub", "({0} - {1})", "{0} − {1}", "{0} - {1}", "{0} - {1}", SUM, doc="x - y",
            finite=True),
     binary("mul", "({0} * {1})", "{0}·{1}", r"{0} \cdot {1}", "{0}*{1}", PRODUCT, True,
-           "x · y", finite=True, nonnegative_if=(0, 1), sign_valued_if=(0, 1)),
+           "x · y", finite=True, nonnegative_if=(0, 1), sign_valued_if=(0, 1),
+           right_identity=("1",)),
     binary("div", "({0} / ({1} + {delta!r}))", "{0}/({1} + δ)",
            r"\frac{{{0}}}{{{1} + \delta}}", "{0}/({1} + delta)", PRODUCT, doc="x / (y + delta)",
            nonnegative_if=(0, 1), grouped=(("math", 1), ("latex", 0), ("latex", 1))),
     binary("pow", "torch.pow({0}, {1})", "{0}^{1}", "{{{0}}}^{{{1}}}", "{0}**{1}", POWER,
            doc="x^y", grouped=(("latex", 1),), chains_left=False),
     binary("keep", "{0}", "{0}", "{0}", "{0}", ATOM, doc="keep-left: x (y is ignored)",
-           finite=True, nonnegative_if=(0,), sign_valued_if=(0,)),
+           finite=True, nonnegative_if=(0,), sign_valued_if=(0,), keeps_left=True),
 )
 
 # The names of the sympy templates that are no operand: the weights and two settings

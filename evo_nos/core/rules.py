@@ -158,7 +158,7 @@ class Rule:
             return template.format()
         children = [a._render(form) for a in self.args]
         if prim.kind == UNARY:
-            if prim.name == "neg" and self.args[0].primitive.prec < ATOM:
+            if prim.prefix and self.args[0].primitive.prec < ATOM:
                 open_, close = ("\\left(", "\\right)") if form == "latex" else ("(", ")")
                 children[0] = f"{open_}{children[0]}{close}"
             return template.format(*children)

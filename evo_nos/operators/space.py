@@ -135,16 +135,23 @@ class SearchSpace:
                 f"{rule} has {kind} root and {rule.n_binary} binary function(s): a "
                 f"binary-root spelling such as keep({rule}, g) needs {rule.n_binary + 1}, the "
                 f"bound is {self.max_binary}; raise max_binary or use SearchSpace(root='slot')")
-        if "keep" in self.binaries:
+        keeping = [b for b in self.binaries if BY_NAME[b].keeps_left]
+        if keeping:
             own = [n.op for n in rule.nodes() if n.kind == OPERAND and n.op in self.operands]
             stateless = [o for o in self.operands if not BY_NAME[o].needs]
-            return Rule.make("keep", rule, Rule((own or stateless or self.operands)[0]))
-        if "mul" in self.binaries and "1" in self.operands:
-            return Rule.make("mul", rule, Rule("1"))
+            return Rule.make(keeping[0], rule, Rule((own or stateless or self.operands)[0]))
+        for b in self.binaries:
+            units = [u for u in BY_NAME[b].right_identity if u in self.operands]
+            if units:
+                return Rule.make(b, rule, Rule(units[0]))
+        ways = [f"'{b}' to the binaries ({b}({rule}, g))" for b in _ALL_BINARIES
+                if BY_NAME[b].keeps_left] + [
+            f"'{b}' and the operand '{u}' ({b}({rule}, {u}))" for b in _ALL_BINARIES
+            for u in BY_NAME[b].right_identity]
         raise ValueError(
             f"{rule} has {kind} root, but roots are binary functions in this space "
-            f"(root='binary') and it has no identity to spell it with: add 'keep' to the "
-            f"binaries (keep({rule}, g)) or 'mul' and the operand '1' (mul({rule}, 1)), write "
+            f"(root='binary') and it has no identity to spell it with: add "
+            f"{' or '.join(ways)}, write "
             f"it with a binary root yourself, or use SearchSpace(root='slot')")
 
     # -- sampling -------------------------------------------------------------------
