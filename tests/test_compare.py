@@ -410,18 +410,25 @@ def test_a_tiny_campaign_on_the_smoke_preset_trains_end_to_end(tmp_path):
     uri = fresh_store(tmp_path / "store")
     the_plan = CampaignPlan(strategies=("evo", "random"), seeds=(0, 1), preset="smoke",
                             budget=2, references=("adam", "powersign"), tracking_uri=uri,
+                            baselines=("torch-adam",),
                             experiment="smoke", out=tmp_path / "runs", progress=False,
                             strategy_args={"population": 4, "tournament": 2})
     result = run_campaign(the_plan, echo=quiet)
     assert result.status == "finished"
     assert [s.trainings for s in result.searches] == [2, 2, 2, 2]
     for refs in result.references:
-        assert 0.1 < refs.fitness("adam") <= 1.0 and refs.scored == ["adam", "powersign"]
+        assert 0.1 < refs.fitness("adam") <= 1.0
+        assert refs.scored == ["adam", "powersign", "torch-adam"]
+        assert 0.1 < refs.fitness("torch-adam") <= 1.0
     report = result.report
     assert sorted(report.strategies) == ["evo", "random"] and report.preset == "smoke"
     assert all(Path(report.files[k]).is_file() for k in ("best_vs_trainings", "best_vs_time",
                                                          "markdown", "json"))
-    assert sorted(report.references) == ["adam", "powersign"]
+    assert sorted(report.references) == ["adam", "powersign", "torch-adam"]   # beside them
+    with pytest.raises(ValueError, match="baselines need the real fitness"):
+        CampaignPlan(strategies=("evo",), fitness="standin:powersign", baselines=("lion",))
+    with pytest.raises(ValueError, match="unknown baseline 'adamw'"):
+        CampaignPlan(strategies=("evo",), preset="smoke", baselines=("adamw",))
 
 
 # -- statistics ----------------------------------------------------------------------------------

@@ -22,13 +22,14 @@ from pathlib import Path
 
 from evo_nos.cli.errors import (EXIT_OK, Parser, SEARCH_ERRORS, describe, error,
                                 quiet_mlflow_store)
-from evo_nos.cli.option_types import reference_names
+from evo_nos.cli.option_types import baseline_names, reference_names
 from evo_nos.cli.options import (add_search_options, funnel_args_from, space_args_from,
                                  validate_search_args)
 from evo_nos.cli.settings import rule_settings_from, strategy_settings_from
 from evo_nos.core import signals
 from evo_nos.experiments.campaign import CampaignPlan, load_plan_file, run_campaign
 from evo_nos.experiments.rendering import markdown
+from evo_nos.fitness.baselines import BASELINES
 from evo_nos.strategies import strategy_names
 
 
@@ -53,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # the options only a campaign takes: any of them makes a ``run`` command line a campaign
-CAMPAIGN_OPTIONS = ("--config", "--references", "--report-out", "--no-report")
+CAMPAIGN_OPTIONS = ("--config", "--references", "--baselines", "--report-out", "--no-report")
 
 
 def add_campaign_options(group) -> None:
@@ -65,6 +66,9 @@ def add_campaign_options(group) -> None:
     group.add_argument("--references", metavar="NAMES|none",
                        help="known rules to score as references (comma-separated; none: "
                             "skip; default: the standard set)")
+    group.add_argument("--baselines", metavar="NAMES|none", type=baseline_names,
+                       help="torch optimizers scored beside the references by the same "
+                            f"protocol ({', '.join(BASELINES)}; comma-separated; default none)")
     group.add_argument("--report-out", metavar="DIR",
                        help="report folder (default <out>/campaign-<preset>-budget<B>/report)")
     group.add_argument("--no-report", action="store_true", help="skip the report")
@@ -86,6 +90,8 @@ def plan_from_args(args: argparse.Namespace) -> CampaignPlan:
     values.setdefault("strategies", tuple(strategy_names()))
     if args.references is not None:
         values["references"] = reference_names(args.references)
+    if getattr(args, "baselines", None) is not None:
+        values["baselines"] = reference_names(args.baselines)
     given = {
         "preset": args.preset, "fitness": args.fitness, "budget": args.budget,
         "data": args.data, "device": args.device, "n_jobs": args.n_jobs,

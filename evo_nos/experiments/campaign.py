@@ -42,6 +42,7 @@ from evo_nos.core.known import REFERENCE_NAMES
 from evo_nos.core.primitives import RuleSettings
 from evo_nos.experiments.compare import compare, safe_name
 from evo_nos.experiments.references import score_references
+from evo_nos.fitness.baselines import baseline_factory
 from evo_nos.fitness.factory import joblib_backend, make_backend
 from evo_nos.fitness.tasks import default_preset, preset_key
 from evo_nos.operators.space import SearchSpace
@@ -82,6 +83,7 @@ class CampaignPlan:
     tracking_uri: str | None = None
     out: Path = Path(DEFAULT_OUT)
     references: tuple = REFERENCE_NAMES      # () scores none
+    baselines: tuple = ()                    # torch optimizers beside them (fitness.baselines)
     report: bool = True
     report_out: Path | None = None
     progress: bool = True
@@ -104,6 +106,12 @@ class CampaignPlan:
             raise ValueError(f"budget must be >= 1 child training, got {self.budget}")
         self.out = Path(self.out)
         self.references = tuple(self.references)
+        self.baselines = tuple(self.baselines)
+        for name in self.baselines:
+            baseline_factory(name)                     # an unknown one is refused, by name
+        if self.baselines and self.fitness is not None:
+            raise ValueError("baselines need the real fitness (a --preset), not "
+                             f"{self.fitness}")
         self.funnel = funnel_settings(self.funnel)
         self.rule_settings = dict(self.rule_settings)
         RuleSettings.from_dict(self.rule_settings)     # a bad one is refused, by name
@@ -156,7 +164,7 @@ def load_plan_file(path: str | Path) -> dict:
     unknown = sorted(set(values) - set(PLAN_KEYS))
     if unknown:
         raise ValueError(f"unknown key(s) {unknown} in {path}; valid keys: {list(PLAN_KEYS)}")
-    for key in ("strategies", "seeds", "references"):
+    for key in ("strategies", "seeds", "references", "baselines"):
         if key in values:
             values[key] = tuple(values[key])
     return values
@@ -269,7 +277,7 @@ def run_campaign(plan: CampaignPlan, *, echo=print) -> CampaignResult:
                 if outcome.status == "interrupted":
                     return CampaignResult("interrupted", outcomes)
         result = CampaignResult("finished", outcomes)
-        if plan.references:
+        if plan.references or plan.baselines:
             result.references = _references(plan, echo)
     if plan.report:
         result.report = compare(plan.experiment, plan.tracking_uri, run_ids=result.run_ids,
@@ -283,7 +291,8 @@ def _references(plan: CampaignPlan, echo) -> list:
         config = plan.config(plan.strategies[0], seed)
         backend = make_backend(dict(config, preset=plan.preset))
         refs = score_references(backend, preset=plan.preset_key, seed=seed,
-                                names=plan.references, experiment=plan.experiment,
+                                names=plan.references, baselines=plan.baselines,
+                                experiment=plan.experiment,
                                 tracking_uri=plan.tracking_uri)
         how = f"scored {len(refs.scored)}" if refs.scored else "reused"
         echo(f"references seed {seed}: {how} (MLflow run {refs.run_id})")
