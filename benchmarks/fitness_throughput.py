@@ -49,7 +49,8 @@ from evo_nos.fitness.data import parse_data_spec
 from evo_nos.fitness.models import make_child
 from evo_nos.fitness.tasks import load_task
 from evo_nos.fitness.packed import score_rules
-from evo_nos.fitness.train import accuracy, score_rule, train_run
+from evo_nos.fitness.protocol import evaluate
+from evo_nos.fitness.train import child_setup, score_rule, train_run
 from evo_nos.core.known import KNOWN
 from evo_nos.core.rules import Rule
 
@@ -94,7 +95,7 @@ def _validation_seconds(data, task) -> float:
     model = make_child(0, image_size=data.image_size, n_classes=data.n_classes,
                        width=task.width, head=task.head, channels_last=task.channels_last)
     start = time.perf_counter()
-    accuracy(model, data, task.batch_size)
+    evaluate(model, child_setup(task, data), batch_size=task.batch_size)
     return time.perf_counter() - start
 
 

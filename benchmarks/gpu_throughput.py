@@ -41,7 +41,8 @@ from evo_nos.core.known import KNOWN, resolve
 from evo_nos.fitness.models import make_child
 from evo_nos.fitness.packed import Child, auto_pack, score_rules, train_pack
 from evo_nos.fitness.tasks import load_task
-from evo_nos.fitness.train import protocol_steps, score_rule, task_data, train_run
+from evo_nos.fitness.protocol import protocol_steps
+from evo_nos.fitness.train import score_rule, task_data, train_run
 
 RULES = "sgd;momentum;adam;rmsprop;powersign;addsign;mul(drop3(g), sign_m);div(adam, exp(w1))"
 

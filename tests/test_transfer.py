@@ -12,7 +12,7 @@ from evo_nos.experiments.transfer import (Candidate, TransferRow, baseline_candi
                                           load_suite, load_transfer_task, markdown, mean_se,
                                           run_suite, scores_frame, summary_frame, table_text,
                                           transfer_presets)
-from evo_nos.fitness import heldout, protocol
+from evo_nos.fitness import protocol
 from evo_nos.fitness.backend import FitnessBackend
 from evo_nos.fitness.data import load_images
 from evo_nos.fitness.heldout import HeldOutTask
